@@ -1,0 +1,3 @@
+"""ReviewLens core: LLM review analysis without any Airflow import."""
+
+__version__ = "0.1.0"
