@@ -1,0 +1,98 @@
+"""review_sentiment_daily end to end: real Airflow dag.test, real PostgreSQL, real HTTP to the local endpoint."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from reviewlens.sample_data import generate_reviews, seed_reviews
+from scripts.airflow_env import llm_connection, warehouse_connection
+
+pytestmark = pytest.mark.e2e
+
+DAY1, DAY2 = date(2026, 10, 5), date(2026, 10, 6)
+
+
+@pytest.fixture
+def deployment(pg_database, simulator, sim_api_key, monkeypatch, airflow_db):
+    """A warehouse with two days of reviews and both connections set as AIRFLOW_CONN_* variables."""
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        seed_reviews(conn, list(generate_reviews([DAY1, DAY2], [57, 31], seed=11, hostile_share=0.1)))
+    monkeypatch.setenv("AIRFLOW_CONN_REVIEWLENS_WAREHOUSE", warehouse_connection(pg_database))
+    monkeypatch.setenv("AIRFLOW_CONN_REVIEWLENS_LLM", llm_connection(simulator.base_url, sim_api_key))
+    return pg_database, simulator
+
+
+def run_day(day: date, **params):
+    from review_sentiment_daily import review_sentiment_daily_dag as dag
+
+    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
+    run = dag.test(logical_date=logical, run_conf={"day": day.isoformat(), "chunk_size": 20, **params})
+    assert run.state == "success", f"DAG run for {day} ended {run.state}"
+    return run
+
+
+def snapshot(db_url: str, day: date) -> dict:
+    with psycopg.connect(db_url) as conn:
+        source = conn.execute(
+            "SELECT count(*) FROM reviews WHERE created_at >= %s AND created_at < %s",
+            (day, day + timedelta(days=1)),
+        ).fetchone()[0]
+        results = conn.execute(
+            "SELECT review_id, sentiment, analyzed_at FROM review_analysis WHERE review_day = %s ORDER BY 1", (day,)
+        ).fetchall()
+        failures = conn.execute(
+            "SELECT review_id, reason, failed_at FROM review_analysis_failures WHERE review_day = %s ORDER BY 1", (day,)
+        ).fetchall()
+        summary = conn.execute(
+            "SELECT reviews_total, reviews_analyzed, reviews_failed, positive, neutral, negative, prompt_tokens "
+            "FROM review_daily_summary WHERE day = %s",
+            (day,),
+        ).fetchall()
+    return {"source": source, "results": results, "failures": failures, "summary": summary}
+
+
+def test_a_day_ends_with_every_review_analyzed_or_failed_with_a_reason(deployment):
+    db, _ = deployment
+    run_day(DAY1)
+    snap = snapshot(db, DAY1)
+    assert snap["source"] == 57
+    assert len(snap["results"]) + len(snap["failures"]) == 57
+    assert {r[0] for r in snap["results"]}.isdisjoint({f[0] for f in snap["failures"]})
+    assert all(reason for _, reason, _ in snap["failures"])
+    assert len(snap["results"]) >= 45, "the sample is mostly ordinary reviews that must be analyzed"
+    total, analyzed, failed, pos, neu, neg, tokens = snap["summary"][0]
+    assert (total, analyzed, failed) == (57, len(snap["results"]), len(snap["failures"]))
+    assert pos + neu + neg == analyzed and tokens > 0
+
+
+def test_rerunning_a_day_changes_no_count_and_pays_for_nothing(deployment):
+    db, sim = deployment
+    run_day(DAY1)
+    first = snapshot(db, DAY1)
+    requests_before = len(sim.requests())
+    run_day(DAY1)
+    second = snapshot(db, DAY1)
+    assert second == first
+    chat_requests = [r for r in sim.requests()[requests_before:] if r.get("review_ids")]
+    assert chat_requests == [], "finished reviews were requested again"
+
+
+def test_the_next_day_does_not_touch_the_first(deployment):
+    db, _ = deployment
+    run_day(DAY1)
+    before = snapshot(db, DAY1)
+    run_day(DAY2)
+    assert snapshot(db, DAY1) == before
+    day2 = snapshot(db, DAY2)
+    assert len(day2["results"]) + len(day2["failures"]) == day2["source"] == 31
+
+
+def test_a_day_without_reviews_writes_a_zero_summary(deployment):
+    db, _ = deployment
+    empty = date(2026, 1, 1)
+    run_day(empty)
+    snap = snapshot(db, empty)
+    assert snap["summary"] == [(0, 0, 0, 0, 0, 0, 0)]
