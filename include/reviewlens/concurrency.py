@@ -1,0 +1,130 @@
+"""How many requests to keep in flight: an AIMD limiter that finds the provider's comfortable load.
+
+A sliding window, not batches: a slot frees the moment a request finishes and the next waiter
+starts at once. The limit halves on a 429 (the provider said "too much"), shrinks a little when
+latency climbs well above the baseline (the provider is queueing us), and grows by about one slot
+per window of successes while healthy; always between ``min_limit`` and ``max_limit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+DEFAULT_INITIAL_LIMIT = 32
+OVERLOAD_DECREASE = 0.5  # on 429
+LATENCY_DECREASE = 0.9  # on latency well above baseline: a gentler signal than a 429
+# Latency (smoothed) above this multiple of the baseline means the provider is queueing us...
+LATENCY_FACTOR = 3.0
+# ...and only if it is also this much above it in absolute terms (ms-scale noise is not congestion).
+LATENCY_MIN_EXCESS_S = 0.05
+LATENCY_SMOOTHING = 0.1  # EWMA weight of one reply
+# The baseline is the lowest smoothed latency seen, drifting up slowly so that it follows a provider
+# that really became slower (or longer replies) instead of backing off forever.
+BASELINE_DRIFT = 0.002
+
+
+class AdaptiveLimiter:
+    """Additive-increase/multiplicative-decrease concurrency limit with FIFO waiters."""
+
+    def __init__(
+        self,
+        max_limit: int,
+        *,
+        initial: int | None = None,
+        min_limit: int = 1,
+    ) -> None:
+        self.max_limit = max(1, max_limit)
+        self.min_limit = max(1, min(min_limit, self.max_limit))
+        start = initial if initial is not None else min(self.max_limit, DEFAULT_INITIAL_LIMIT)
+        self._limit = float(max(self.min_limit, min(self.max_limit, start)))
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._last_decrease = 0.0  # monotonic; requests started before it don't decrease again
+        self._smoothed_latency: float | None = None
+        self._baseline: float | None = None
+        self.decreases = 0
+        self.lowest_limit = self.limit
+        self.peak_in_flight = 0
+
+    @property
+    def limit(self) -> int:
+        return int(self._limit)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[float]:
+        """Hold one slot for the body; yields the monotonic start time to report outcomes with."""
+        await self.acquire()
+        try:
+            yield time.monotonic()
+        finally:
+            self.release()
+
+    async def acquire(self) -> None:
+        """Wait for a free slot (first come, first served)."""
+        if self._in_flight < self.limit and not self._waiters:
+            self._take()
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # we were handed a slot just as we were cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Free a slot and hand free slots to waiters."""
+        self._in_flight -= 1
+        self._wake()
+
+    def on_success(self, started_at: float, latency_s: float) -> None:
+        """Record a success (started at ``started_at``, took ``latency_s``): grow, or shrink if slow."""
+        smoothed = self._smoothed_latency
+        smoothed = latency_s if smoothed is None else smoothed + LATENCY_SMOOTHING * (latency_s - smoothed)
+        self._smoothed_latency = smoothed
+        baseline = self._baseline
+        self._baseline = smoothed if baseline is None else min(baseline * (1 + BASELINE_DRIFT), smoothed)
+        baseline = self._baseline
+        congested = smoothed > LATENCY_FACTOR * baseline and smoothed - baseline > LATENCY_MIN_EXCESS_S
+        if congested:
+            self._decrease(started_at, LATENCY_DECREASE)
+        elif self._waiters or self._in_flight >= self.limit - 1:
+            # Grow only when the limit is actually the constraint (about +1 per window of successes).
+            self._limit = min(float(self.max_limit), self._limit + 1.0 / self._limit)
+            self._wake()
+
+    def on_overload(self, started_at: float) -> None:
+        """The provider answered 429 to a request that started at ``started_at``: halve the limit."""
+        self._decrease(started_at, OVERLOAD_DECREASE)
+
+    def _decrease(self, started_at: float, factor: float) -> None:
+        # One decrease per round trip: replies to requests sent before the last decrease describe
+        # the old load, not the new one.
+        if started_at < self._last_decrease:
+            return
+        self._limit = max(float(self.min_limit), self._limit * factor)
+        self._last_decrease = time.monotonic()
+        self.decreases += 1
+        self.lowest_limit = min(self.lowest_limit, self.limit)
+
+    def _take(self) -> None:
+        self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(None)
