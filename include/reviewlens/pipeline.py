@@ -75,10 +75,8 @@ def plan_chunks(conn: psycopg.Connection, cfg: PipelineConfig, interval: Interva
     return chunks
 
 
-def analyze_chunk(connect: ConnFactory, cfg: PipelineConfig, chunk: ChunkSpec, *, budget=None) -> ChunkReport:
+def analyze_chunk(connect: ConnFactory, cfg: PipelineConfig, chunk: ChunkSpec) -> ChunkReport:
     """Analyze one chunk: skip what is finished, checkpoint as results arrive, reconcile at the end."""
-    from reviewlens.rate_budget import make_budget
-
     started = time.monotonic()
     version = cfg.version
     day = date.fromisoformat(chunk.day)
@@ -106,12 +104,10 @@ def analyze_chunk(connect: ConnFactory, cfg: PipelineConfig, chunk: ChunkSpec, *
         every_n=cfg.run.checkpoint_every_n,
         every_s=cfg.run.checkpoint_every_s,
     )
-    if budget is None:
-        budget = make_budget(cfg.llm, dsn=cfg.budget_dsn)
     auth_error: AuthenticationFailed | None = None
     stats = {}
     try:
-        stats = asyncio.run(_analyze(todo, cfg, checkpointer, budget))
+        stats = asyncio.run(_analyze(todo, cfg, checkpointer))
     except AuthenticationFailed as exc:  # outcomes for every review were already checkpointed
         auth_error = exc
     with connect() as conn:
@@ -134,13 +130,17 @@ def analyze_chunk(connect: ConnFactory, cfg: PipelineConfig, chunk: ChunkSpec, *
     return report
 
 
-async def _analyze(todo: list[Review], cfg: PipelineConfig, checkpointer: Checkpointer, budget) -> dict:
+async def _analyze(todo: list[Review], cfg: PipelineConfig, checkpointer: Checkpointer) -> dict:
+    """Run the analyzer with one pooled client and the account's rate budget (shared via the warehouse)."""
     from reviewlens.analyzer import analyze_reviews
     from reviewlens.client import ChatClient
+    from reviewlens.rate_budget import make_budget
 
+    if not todo:
+        return {"requests": 0}
     flusher = asyncio.create_task(checkpointer.run())
     try:
-        async with ChatClient(cfg.llm, budget=budget) as client:
+        async with make_budget(cfg.llm, dsn=cfg.budget_dsn) as budget, ChatClient(cfg.llm, budget=budget) as client:
             await analyze_reviews(
                 todo,
                 client,
