@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def warehouse_connection(db_url: str) -> str:
-    """``AIRFLOW_CONN_REVIEWLENS_WAREHOUSE`` for a postgresql:// URL."""
+    """``AIRFLOW_CONN_REVIEWLENS_WAREHOUSE`` for a postgresql:// URL (TCP, or a Unix socket in ``?host=``)."""
     u = urlsplit(db_url)
+    socket_dir = parse_qs(u.query).get("host", [None])[0]
     return json.dumps(
         {
             "conn_type": "postgres",
-            "host": u.hostname or "127.0.0.1",
+            "host": socket_dir or u.hostname or "127.0.0.1",
             "port": u.port or 5432,
             "login": u.username or "postgres",
             "password": u.password or "",

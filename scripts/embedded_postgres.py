@@ -22,13 +22,16 @@ DEMO_PORT = 54329
 
 @dataclass
 class Server:
-    url: str  # server URL without a database name
+    url: str  # server URL without a database name, or with {db} where the name goes
     how: str
+
+    def database_url(self, name: str) -> str:
+        return self.url.format(db=name) if "{db}" in self.url else f"{self.url}/{name}"
 
 
 def _answers(url: str) -> bool:
     try:
-        with psycopg.connect(url + "/postgres", connect_timeout=3):
+        with psycopg.connect(Server(url, "").database_url("postgres"), connect_timeout=3):
             return True
     except psycopg.Error:
         return False
@@ -87,8 +90,10 @@ def _pgserver(data_dir: Path) -> Server:
     except ImportError:
         subprocess.run(["python", "-m", "pip", "install", "-q", "pgserver==0.1.4"], check=True)
         import pgserver  # type: ignore[import-not-found]
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(str(data_dir), cleanup_mode=None)
-    return Server(server.get_uri().rsplit("/", 1)[0], f"pgserver's bundled PostgreSQL in {data_dir}")
+    # pgserver listens on a Unix socket in its data directory, not on TCP.
+    return Server(server.get_uri("{db}"), f"pgserver's bundled PostgreSQL in {data_dir}")
 
 
 def find_or_start(demo_dir: Path) -> Server:
@@ -107,7 +112,7 @@ def find_or_start(demo_dir: Path) -> Server:
 
 def ensure_database(server: Server, name: str) -> str:
     """Create the database if needed; return its URL."""
-    with psycopg.connect(server.url + "/postgres", autocommit=True) as conn:
+    with psycopg.connect(server.database_url("postgres"), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{server.url}/{name}"
+    return server.database_url(name)
