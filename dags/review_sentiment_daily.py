@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
+
 from reviewlens_airflow import tasks
 from reviewlens_airflow.params import PARAMS
 
@@ -22,7 +23,11 @@ POOL = "llm_provider"
     catchup=False,
     max_active_runs=3,
     params=PARAMS,
-    default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30), "retry_exponential_backoff": True},
+    default_args={
+        "retries": 2,
+        "retry_delay": pendulum.duration(seconds=30),
+        "retry_exponential_backoff": True,
+    },
     tags=["reviewlens", "llm"],
     doc_md=__doc__,
 )

@@ -35,7 +35,9 @@ def llm_connection(base_url: str, api_key: str, **extra: object) -> str:
     return json.dumps({"conn_type": "http", "host": base_url, "password": api_key, "extra": extra})
 
 
-def airflow_env(home: Path, *, warehouse_url: str, llm_base_url: str, api_key: str, **llm_extra: object) -> dict[str, str]:
+def airflow_env(
+    home: Path, *, warehouse_url: str, llm_base_url: str, api_key: str, **llm_extra: object
+) -> dict[str, str]:
     """Variables for a self-contained Airflow home with both ReviewLens connections."""
     home.mkdir(parents=True, exist_ok=True)
     paths = [str(REPO / "include"), str(REPO / "plugins")]

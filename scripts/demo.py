@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO)]
 
 import psycopg  # noqa: E402
+
 from reviewlens.sample_data import generate_reviews, seed_reviews  # noqa: E402
 from reviewlens.simulator import SimulatorConfig, start_process  # noqa: E402
-
 from scripts.airflow_env import airflow_env  # noqa: E402
 from scripts.embedded_postgres import ensure_database, find_or_start  # noqa: E402
 from scripts.setup_airflow import setup as setup_airflow  # noqa: E402
@@ -63,10 +63,25 @@ def print_summary(db_url: str) -> None:
             """,
             (DAYS,),
         ).fetchall()
-    header = ["day", "total", "analyzed", "failed", "pos", "neu", "neg", "tok_in", "tok_out", "cost_usd",
-              "p50_ms", "p95_ms", "version"]
-    table = [[str(r[0]), *map(str, r[1:9]), f"{float(r[9]):.4f}", f"{r[10]:.0f}", f"{r[11]:.0f}", r[12]]
-             for r in rows]
+    header = [
+        "day",
+        "total",
+        "analyzed",
+        "failed",
+        "pos",
+        "neu",
+        "neg",
+        "tok_in",
+        "tok_out",
+        "cost_usd",
+        "p50_ms",
+        "p95_ms",
+        "version",
+    ]
+    table = [
+        [str(r[0]), *map(str, r[1:9]), f"{float(r[9]):.4f}", f"{r[10]:.0f}", f"{r[11]:.0f}", r[12]]
+        for r in rows
+    ]
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
     line = "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
     print("\nreview_daily_summary\n" + line + "\n" + "-" * len(line))
@@ -100,21 +115,34 @@ def main() -> None:
 
     api_key = "sk-demo-" + secrets.token_hex(12)
     sim_config = SimulatorConfig(
-        api_key=api_key, latency_median_ms=args.latency_median_ms, latency_p95_ms=args.latency_p95_ms,
-        rpm=args.rpm, seed=2026,
+        api_key=api_key,
+        latency_median_ms=args.latency_median_ms,
+        latency_p95_ms=args.latency_p95_ms,
+        rpm=args.rpm,
+        seed=2026,
     )
     with start_process(sim_config) as sim:
         say(f"Local OpenAI-compatible endpoint (a lexicon analyzer, not an LLM) at {sim.base_url}")
         env = airflow_env(
-            DEMO_DIR / "airflow", warehouse_url=db_url, llm_base_url=sim.base_url, api_key=api_key,
+            DEMO_DIR / "airflow",
+            warehouse_url=db_url,
+            llm_base_url=sim.base_url,
+            api_key=api_key,
             rpm=args.rpm,
         )
         say("Preparing Airflow metadata (SQLite) and the llm_provider pool")
         setup_airflow(env)
         for day in DAYS:
             t0 = time.monotonic()
-            airflow(env, "dags", "test", "review_sentiment_daily", (day + timedelta(days=1)).isoformat(),
-                    "-c", f'{{"day": "{day.isoformat()}"}}')
+            airflow(
+                env,
+                "dags",
+                "test",
+                "review_sentiment_daily",
+                (day + timedelta(days=1)).isoformat(),
+                "-c",
+                f'{{"day": "{day.isoformat()}"}}',
+            )
             say(f"DAG run for {day} succeeded in {time.monotonic() - t0:.1f}s")
         stats = sim.stats()
     say(f"Endpoint served {stats.get('requests', '?')} request(s)")

@@ -71,15 +71,38 @@ def _local_cluster(data_dir: Path) -> Server | None:
         os.chmod(data_dir.parent, 0o777)
     if not (data_dir / "PG_VERSION").exists():
         subprocess.run(
-            [*as_user, initdb, "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                *as_user,
+                initdb,
+                "-D",
+                str(data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
     if not _port_free(DEMO_PORT):
         raise RuntimeError(f"Port {DEMO_PORT} is taken by something that is not PostgreSQL; free it.")
     subprocess.run(
-        [*as_user, pg_ctl, "-D", str(data_dir), "-l", str(data_dir / "server.log"), "-w",
-         "-o", f"-p {DEMO_PORT} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(data_dir),
+            "-l",
+            str(data_dir / "server.log"),
+            "-w",
+            "-o",
+            f"-p {DEMO_PORT} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return Server(url, f"a throwaway cluster in {data_dir} on port {DEMO_PORT} ({initdb})")
 

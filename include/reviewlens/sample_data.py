@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg import sql
@@ -91,14 +91,11 @@ def generate_reviews(
     rng = random.Random(seed)
     counts = [per_day] * len(days) if isinstance(per_day, int) else list(per_day)
     for day, count in zip(days, counts, strict=True):
-        start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         for i in range(count):
             kind = rng.choice(list(PRODUCTS))
             rating = rng.choices([1, 2, 3, 4, 5], weights=[10, 8, 12, 30, 40])[0]
-            if rng.random() < hostile_share:
-                body = rng.choice(HOSTILE)
-            else:
-                body = _body(rng, kind, rating)
+            body = rng.choice(HOSTILE) if rng.random() < hostile_share else _body(rng, kind, rating)
             yield Review(
                 review_id=f"r-{day.isoformat()}-{i:05d}",
                 body=body,
@@ -143,8 +140,8 @@ def seed_reviews(
         before = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(t)).fetchone()[0]
         cur.executemany(
             sql.SQL(
-                "INSERT INTO {} (review_id, product_id, rating, body, created_at) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT (review_id) DO NOTHING"
+                "INSERT INTO {} (review_id, product_id, rating, body, created_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (review_id) DO NOTHING"
             ).format(t),
             [(r.review_id, r.product_id, r.rating, r.body, r.created_at) for r in reviews],
         )

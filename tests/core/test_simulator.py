@@ -6,10 +6,10 @@ import json
 
 import httpx
 import pytest
+
 from reviewlens.config import DEFAULT_MODEL
 from reviewlens.simulator import SimulatorConfig, SimulatorHandle
 from reviewlens.tokens import count_tokens
-
 from tests.fixtures.simulator import SIM_API_KEY, bearer, chat_body, review_messages
 
 POSITIVE = "Absolutely love it! Great quality, very comfortable and the price was a bargain."

@@ -9,8 +9,8 @@ import time
 
 import httpx
 import pytest
-from reviewlens.simulator import FaultConfig, SimulatorConfig, SimulatorHandle
 
+from reviewlens.simulator import FaultConfig, SimulatorConfig, SimulatorHandle
 from tests.fixtures.simulator import SIM_API_KEY, bearer, chat_body, review_messages
 
 REVIEWS = {"r1": "Love it, great quality.", "r2": "Broke in a day, awful.", "r3": "It is a lamp."}

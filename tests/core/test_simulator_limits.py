@@ -6,8 +6,8 @@ import re
 import time
 
 import httpx
-from reviewlens.simulator import SimulatorConfig
 
+from reviewlens.simulator import SimulatorConfig
 from tests.fixtures.simulator import SIM_API_KEY, bearer, chat_body, review_messages
 
 _DURATION = re.compile(r"^(\d+ms|(\d+h)?(\d+m)?\d+(\.\d+)?s)$")

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import httpx
-from reviewlens.simulator import FaultConfig, SimulatorConfig, start_process
 
+from reviewlens.simulator import FaultConfig, SimulatorConfig, start_process
 from tests.fixtures.simulator import SIM_API_KEY, bearer, chat_body, review_messages
 
 INCLUDE = Path(__file__).resolve().parents[2] / "include"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from reviewlens.errors import ConfigurationError
 from reviewlens.simulator import FAULT_KINDS, FaultConfig, SimulatorConfig
 from reviewlens.simulator.analysis import analyze_text, answer, language_of, parse_prompt, summarize
@@ -14,7 +15,6 @@ from reviewlens.simulator.latency import LatencyModel
 from reviewlens.simulator.lexicon import DEFAULT_TAXONOMY, categorize
 from reviewlens.simulator.limits import RateLimiter, format_reset, retry_after_headers
 from reviewlens.simulator.log import LogEntry, RequestLog
-
 from tests.fixtures.simulator import TEST_TAXONOMY, review_messages
 
 

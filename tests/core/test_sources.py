@@ -40,19 +40,27 @@ def test_chunks_cover_every_review_once_by_stable_keys(table_source):
 
 def test_chunk_descriptors_carry_no_review_text(table_source):
     chunk = table_source.plan(interval_for_day(DAYS[0]), chunk_size=100)[0]
-    assert set(chunk.to_xcom()) == {"day", "interval_start", "interval_end", "index", "first_key", "last_key", "size"}
+    assert set(chunk.to_xcom()) == {
+        "day",
+        "interval_start",
+        "interval_end",
+        "index",
+        "first_key",
+        "last_key",
+        "size",
+    }
     assert len(json.dumps(chunk.to_xcom())) < 300
 
 
 def test_missing_table_is_a_clear_configuration_error(pg_conn, pg_schema):
     source = PostgresTableSource(pg_conn, SourceSettings(schema=pg_schema, table="nope"))
-    with pytest.raises(ConfigurationError, match="does not exist.*source_table"):
+    with pytest.raises(ConfigurationError, match=r"does not exist.*source_table"):
         source.check()
 
 
 def test_missing_column_names_the_setting_to_fix(table_source, pg_conn, pg_schema):
     source = PostgresTableSource(pg_conn, SourceSettings(schema=pg_schema, text_column="review_text"))
-    with pytest.raises(ConfigurationError, match="'review_text' \\(SourceSettings.text_column\\)"):
+    with pytest.raises(ConfigurationError, match=r"'review_text' \(SourceSettings\.text_column\)"):
         source.check()
 
 
@@ -60,8 +68,16 @@ def test_missing_column_names_the_setting_to_fix(table_source, pg_conn, pg_schem
 def test_file_sources_read_the_day_partition(tmp_path, kind):
     reviews = list(generate_reviews(DAYS, [7, 3], seed=2))
     df = pd.DataFrame(
-        [{"review_id": r.review_id, "body": r.body, "product_id": r.product_id, "rating": r.rating,
-          "created_at": r.created_at.isoformat()} for r in reviews]
+        [
+            {
+                "review_id": r.review_id,
+                "body": r.body,
+                "product_id": r.product_id,
+                "rating": r.rating,
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in reviews
+        ]
     )
     path = tmp_path / f"reviews.{kind}"
     if kind == "csv":
@@ -81,7 +97,9 @@ def test_file_sources_read_the_day_partition(tmp_path, kind):
 
 def test_invalid_utf8_in_a_csv_is_replaced_not_fatal(tmp_path):
     path = tmp_path / "bad.csv"
-    path.write_bytes(b"review_id,body,created_at\nr1,caf\xe9 ok,2026-05-01T10:00:00Z\nr2,fine,2026-05-01T11:00:00Z\n")
+    path.write_bytes(
+        b"review_id,body,created_at\nr1,caf\xe9 ok,2026-05-01T10:00:00Z\nr2,fine,2026-05-01T11:00:00Z\n"
+    )
     source = FileSource(SourceSettings(kind="csv", path=str(path)))
     chunk = source.plan(interval_for_day(DAYS[0]), chunk_size=10)[0]
     bodies = {r.review_id: r.body for r in source.read_chunk(chunk)}

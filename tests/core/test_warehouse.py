@@ -25,7 +25,9 @@ def wh(pg_conn, pg_schema):
 
 
 def ok(rid: str, sentiment: str = "positive", **kw) -> ReviewOutcome:
-    base = dict(categories=["quality"], summary="Good.", prompt_tokens=50, completion_tokens=20, latency_ms=100.0)
+    base = dict(
+        categories=["quality"], summary="Good.", prompt_tokens=50, completion_tokens=20, latency_ms=100.0
+    )
     base.update(kw)
     return ReviewOutcome(review_id=rid, ok=True, sentiment=sentiment, **base)
 
@@ -55,7 +57,10 @@ def test_writing_the_same_results_twice_replaces_them(wh):
     write(wh, [ok("a", "negative"), ok("b")])
     assert count(wh, "review_analysis") == 2
     conn, schema = wh
-    assert conn.execute(f"SELECT sentiment FROM \"{schema}\".review_analysis WHERE review_id='a'").fetchone()[0] == "negative"
+    assert (
+        conn.execute(f"SELECT sentiment FROM \"{schema}\".review_analysis WHERE review_id='a'").fetchone()[0]
+        == "negative"
+    )
 
 
 def test_a_success_replaces_an_earlier_failure(wh):
@@ -76,7 +81,9 @@ def test_repeated_failures_accumulate_attempts_and_paid_tokens_in_one_row(wh):
     write(wh, [bad("a", prompt_tokens=10)])
     write(wh, [bad("a", reason="rate_limited", prompt_tokens=10)])
     conn, schema = wh
-    row = conn.execute(f'SELECT reason, attempts, runs, prompt_tokens FROM "{schema}".review_analysis_failures').fetchall()
+    row = conn.execute(
+        f'SELECT reason, attempts, runs, prompt_tokens FROM "{schema}".review_analysis_failures'
+    ).fetchall()
     assert row == [("rate_limited", 6, 2, 20)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_aggregate_runs_even_when_a_day_has_no_chunks(dag):
 
 
 def test_schedule_gives_each_run_a_one_day_data_interval(dag):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from airflow.sdk import CronDataIntervalTimetable
 
@@ -56,7 +57,7 @@ def test_schedule_gives_each_run_a_one_day_data_interval(dag):
     from airflow.timetables.interval import CronDataIntervalTimetable as CoreTimetable
 
     core = CoreTimetable("0 0 * * *", timezone="UTC")
-    interval = core.infer_manual_data_interval(run_after=datetime(2026, 3, 2, 12, tzinfo=timezone.utc))
+    interval = core.infer_manual_data_interval(run_after=datetime(2026, 3, 2, 12, tzinfo=UTC))
     assert (interval.end - interval.start).days == 1
 
 

@@ -14,7 +14,13 @@ KEY = "sk-live-abcdefghijklmnop0123"
 
 def settings(host="https://api.example.com/v1", extra=None, **kw):
     return llm_settings_from_connection(
-        "reviewlens_llm", kw.get("conn_type", "http"), host, kw.get("port"), kw.get("schema"), KEY, extra or {}
+        "reviewlens_llm",
+        kw.get("conn_type", "http"),
+        host,
+        kw.get("port"),
+        kw.get("schema"),
+        KEY,
+        extra or {},
     )
 
 
@@ -22,7 +28,12 @@ def test_host_is_the_base_url_and_password_the_key():
     s = settings(extra={"model": "gpt-4o-mini", "rpm": "5000", "tpm": 2_000_000, "reviews_per_request": 5})
     assert s.base_url == "https://api.example.com/v1"
     assert s.api_key.reveal() == KEY
-    assert (s.model, s.requests_per_minute, s.tokens_per_minute, s.reviews_per_request) == ("gpt-4o-mini", 5000, 2_000_000, 5)
+    assert (s.model, s.requests_per_minute, s.tokens_per_minute, s.reviews_per_request) == (
+        "gpt-4o-mini",
+        5000,
+        2_000_000,
+        5,
+    )
 
 
 def test_uri_style_connection_is_assembled_into_a_base_url():
@@ -54,7 +65,12 @@ def test_hook_reads_the_connection_from_the_environment(monkeypatch):
     conn = {"conn_type": "http", "host": "http://127.0.0.1:9/v1", "password": KEY, "extra": {"model": "m1"}}
     monkeypatch.setenv("AIRFLOW_CONN_REVIEWLENS_LLM", json.dumps(conn))
     s = ReviewLensLLMHook().get_settings(reviews_per_request=4, response_format=None)
-    assert (s.base_url, s.model, s.reviews_per_request, s.api_key.reveal()) == ("http://127.0.0.1:9/v1", "m1", 4, KEY)
+    assert (s.base_url, s.model, s.reviews_per_request, s.api_key.reveal()) == (
+        "http://127.0.0.1:9/v1",
+        "m1",
+        4,
+        KEY,
+    )
 
 
 def test_missing_llm_connection_explains_how_to_create_it(monkeypatch):
