@@ -33,7 +33,13 @@ from reviewlens.errors import AuthenticationFailed, BadRequest, BadReviewInput, 
 from reviewlens.models import Review, ReviewOutcome
 from reviewlens.parsing import FLAG_REPAIRED_JSON, ItemResult, ReviewAnalysis, parse_reply
 from reviewlens.pricing import PriceTable
-from reviewlens.prompts import build_messages, build_reask_messages, prepare_review_text, response_format_for
+from reviewlens.prompts import (
+    build_messages,
+    build_reask_messages,
+    for_response_format,
+    prepare_review_text,
+    response_format_for,
+)
 from reviewlens.taxonomy import Taxonomy
 from reviewlens.tokens import count_tokens
 
@@ -269,7 +275,8 @@ class _Run:
         kind = self.state.response_format or "none"
         try:
             return await self.client.complete(
-                messages,
+                # With a json_schema the reply shape travels in the request, not in the prompt.
+                for_response_format(messages, kind, self.taxonomy),
                 max_tokens=self._max_tokens(reviews),
                 response_format=response_format_for(kind, self.taxonomy),
             )

@@ -66,7 +66,7 @@ class LLMSettings:
     max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
     temperature: float = 0.0
     response_format: ResponseFormat = "auto"
-    reviews_per_request: int = 1
+    reviews_per_request: int = 10  # chosen by bench/tokens.py; see docs/benchmarks.md
     # Name of the shared budget; chunks with the same key share one RPM/TPM budget.
     budget_key: str = ""
 

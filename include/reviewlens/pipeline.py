@@ -48,7 +48,7 @@ class PipelineConfig:
 
     @property
     def version(self) -> str:
-        return analysis_version(self.llm.model, self.taxonomy, reviews_per_request=self.llm.reviews_per_request)
+        return analysis_version(self.llm.model, self.taxonomy)
 
 
 def interval_for_day(day: str | date) -> Interval:

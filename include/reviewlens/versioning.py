@@ -7,9 +7,15 @@ the model's answer or its validation changes:
 - the model name (exact string, e.g. ``gpt-4o-mini-2024-07-18``);
 - the taxonomy ids **and their order** (descriptions are not sent to the model, so not included);
 - ``PROMPT_TEMPLATE_VERSION`` (wording/layout of the prompt);
-- ``SCHEMA_VERSION`` (the parser's validation and normalisation rules);
-- ``reviews_per_request`` (K): reviews analysed side by side in one request influence each other a
-  little, so K = 1 and K = 5 results are not mixed either.
+- ``SCHEMA_VERSION`` (the parser's validation and normalisation rules).
+
+Decision: ``reviews_per_request`` (K) is **not** part of the version. K is a batching choice — the
+template, the taxonomy, the schema and the model are the same for K = 1 and K = 20 — and hashing it
+made every change of K re-pay every review already analysed. Reviews are sent under neutral aliases
+in a fenced array and answered item by item, so on the local endpoint every K gives the same labels
+(``docs/benchmarks.md``, "Tokens and cost"); a real model may be nudged a little by its neighbours,
+which is accepted like any other sampling noise. Likewise the response_format kind in force and the
+retry settings are not part of it.
 
 It is the first 12 hex digits of a SHA-256 over a canonical JSON of those inputs: stable across
 processes, machines and Python versions (no ``hash()``), short enough for a column and a log line.
@@ -30,17 +36,14 @@ def analysis_version(
     taxonomy: Taxonomy,
     prompt_template_version: str = PROMPT_TEMPLATE_VERSION,
     schema_version: str = SCHEMA_VERSION,
-    *,
-    reviews_per_request: int = 1,
 ) -> str:
-    """12-hex-digit version of (model, taxonomy ids in order, prompt template, reply schema, K)."""
+    """12-hex-digit version of (model, taxonomy ids in order, prompt template, reply schema)."""
     canonical = json.dumps(
         {
             "model": model,
             "taxonomy": list(taxonomy.ids),
             "prompt": str(prompt_template_version),
             "schema": str(schema_version),
-            "k": int(reviews_per_request),
         },
         sort_keys=True,
         separators=(",", ":"),
