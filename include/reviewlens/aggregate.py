@@ -43,7 +43,8 @@ def compute_daily_summary(
     ).fetchone()
     categories = conn.execute(
         sql.SQL(
-            "SELECT c, count(*) FROM {r}, unnest(categories) AS c WHERE {w} GROUP BY c ORDER BY count(*) DESC, c"
+            "SELECT c, count(*) FROM {r}, unnest(categories) AS c WHERE {w} "
+            "GROUP BY c ORDER BY count(*) DESC, c"
         ).format(r=r, w=where),
         params,
     ).fetchall()

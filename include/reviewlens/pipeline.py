@@ -11,9 +11,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
@@ -54,7 +54,7 @@ class PipelineConfig:
 def interval_for_day(day: str | date) -> Interval:
     """The UTC calendar day ``[day, day + 1)``."""
     d = date.fromisoformat(day) if isinstance(day, str) else day
-    start = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+    start = datetime(d.year, d.month, d.day, tzinfo=UTC)
     return Interval(start, start + timedelta(days=1))
 
 
@@ -71,7 +71,9 @@ def plan_chunks(conn: psycopg.Connection, cfg: PipelineConfig, interval: Interva
             f"the {cfg.run.max_chunks} mapped tasks allowed; raise the `chunk_size` Param to at least "
             f"{-(-total // cfg.run.max_chunks)}."
         )
-    log.info("Planned %d chunk(s) with %d review(s) for %s", len(chunks), sum(c.size for c in chunks), interval.day)
+    log.info(
+        "Planned %d chunk(s) with %d review(s) for %s", len(chunks), sum(c.size for c in chunks), interval.day
+    )
     return chunks
 
 
@@ -83,23 +85,26 @@ def analyze_chunk(connect: ConnFactory, cfg: PipelineConfig, chunk: ChunkSpec) -
     with connect() as conn:
         source = open_source(cfg.source, conn)
         reviews = source.read_chunk(chunk)
-        done = finished_review_ids(conn, [r.review_id for r in reviews], version=version, schema=cfg.warehouse_schema)
+        done = finished_review_ids(
+            conn, [r.review_id for r in reviews], version=version, schema=cfg.warehouse_schema
+        )
     todo = [r for r in reviews if r.review_id not in done]
     meta = {r.review_id: (r.product_id, r.rating) for r in reviews}
     log.info(
         "Chunk %s/%d: %d review(s), %d already finished for version %s, %d to analyze",
-        chunk.day, chunk.index, len(reviews), len(done), version, len(todo),
+        chunk.day,
+        chunk.index,
+        len(reviews),
+        len(done),
+        version,
+        len(todo),
     )
 
-    def write(batch: list[ReviewOutcome]) -> None:
-        with connect() as conn:
-            write_outcomes(
-                conn, batch, day=day, version=version, model=cfg.llm.model, review_meta=meta,
-                schema=cfg.warehouse_schema,
-            )
-
+    writer = _Writer(
+        connect, day=day, version=version, model=cfg.llm.model, meta=meta, schema=cfg.warehouse_schema
+    )
     checkpointer = Checkpointer(
-        write,
+        writer.write,
         expected_ids={r.review_id for r in todo},
         every_n=cfg.run.checkpoint_every_n,
         every_s=cfg.run.checkpoint_every_s,
@@ -110,6 +115,8 @@ def analyze_chunk(connect: ConnFactory, cfg: PipelineConfig, chunk: ChunkSpec) -
         stats = asyncio.run(_analyze(todo, cfg, checkpointer))
     except AuthenticationFailed as exc:  # outcomes for every review were already checkpointed
         auth_error = exc
+    finally:
+        writer.close()
     with connect() as conn:
         reconciled = reconcile_chunk(conn, cfg, reviews, day=day, version=version)
     if auth_error is not None:
@@ -139,20 +146,81 @@ async def _analyze(todo: list[Review], cfg: PipelineConfig, checkpointer: Checkp
     if not todo:
         return {"requests": 0}
     flusher = asyncio.create_task(checkpointer.run())
+    stats: dict = {}
+
+    async def analyze() -> None:
+        async with (
+            make_budget(cfg.llm, dsn=cfg.budget_dsn) as budget,
+            ChatClient(cfg.llm, budget=budget) as client,
+        ):
+            try:
+                await analyze_reviews(
+                    todo,
+                    client,
+                    settings=cfg.llm,
+                    taxonomy=cfg.taxonomy,
+                    prices=cfg.prices,
+                    max_review_chars=cfg.run.max_review_chars,
+                    on_outcome=checkpointer.add,
+                )
+            finally:
+                stats["requests"] = client.stats.requests
+
+    work = asyncio.create_task(analyze())
     try:
-        async with make_budget(cfg.llm, dsn=cfg.budget_dsn) as budget, ChatClient(cfg.llm, budget=budget) as client:
-            await analyze_reviews(
-                todo,
-                client,
-                settings=cfg.llm,
-                taxonomy=cfg.taxonomy,
-                prices=cfg.prices,
-                max_review_chars=cfg.run.max_review_chars,
-                on_outcome=checkpointer.add,
-            )
-            return {"requests": client.stats.requests}
+        # If checkpointing breaks (the warehouse is gone), stop paying for answers that cannot be kept.
+        await asyncio.wait({work, flusher}, return_when=asyncio.FIRST_COMPLETED)
+        if flusher.done() and not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            flusher.result()  # raises the write error
+        await work
     finally:
         await checkpointer.close(flusher)
+    return stats
+
+
+class _Writer:
+    """Writes checkpoint batches over one warehouse connection kept for the chunk (reopened on error)."""
+
+    def __init__(
+        self,
+        connect: ConnFactory,
+        *,
+        day: date,
+        version: str,
+        model: str,
+        meta: dict[str, tuple[str | None, int | None]],
+        schema: str,
+    ) -> None:
+        self._connect = connect
+        self._stack: ExitStack | None = None
+        self._conn: psycopg.Connection | None = None
+        self._args = {"day": day, "version": version, "model": model, "review_meta": meta, "schema": schema}
+
+    def _open(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self.close()
+            self._stack = ExitStack()
+            self._conn = self._stack.enter_context(self._connect())
+        return self._conn
+
+    def write(self, batch: list[ReviewOutcome]) -> None:
+        try:
+            write_outcomes(self._open(), batch, **self._args)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # One reconnect for a dropped connection; a batch is one transaction: never half-written.
+            log.warning("Checkpoint write failed (%s); reconnecting once", type(exc).__name__)
+            self.close()
+            write_outcomes(self._open(), batch, **self._args)
+
+    def close(self) -> None:
+        stack, self._stack, self._conn = self._stack, None, None
+        if stack is not None:
+            try:
+                stack.close()
+            except Exception:  # closing a broken connection must not hide the real outcome
+                log.debug("Closing the checkpoint connection failed", exc_info=True)
 
 
 def reconcile_chunk(
@@ -164,15 +232,18 @@ def reconcile_chunk(
     lost on the way (a reply that omitted it past every retry, or a bug): it is recorded as failed,
     never silently dropped, and retried by the next run.
     """
-    counts = outcome_counts(conn, [r.review_id for r in reviews], version=version, schema=cfg.warehouse_schema)
+    counts = outcome_counts(
+        conn, [r.review_id for r in reviews], version=version, schema=cfg.warehouse_schema
+    )
     missing = [rid for rid, n in counts.items() if n == 0]
     doubled = [rid for rid, n in counts.items() if n > 1]
     if doubled:  # the write path forbids this; if it ever happens, the result wins
         from psycopg import sql
 
         conn.execute(
-            sql.SQL("DELETE FROM {}.review_analysis_failures WHERE analysis_version = %s AND review_id = ANY(%s)")
-            .format(sql.Identifier(cfg.warehouse_schema)),
+            sql.SQL(
+                "DELETE FROM {}.review_analysis_failures WHERE analysis_version = %s AND review_id = ANY(%s)"
+            ).format(sql.Identifier(cfg.warehouse_schema)),
             (version, doubled),
         )
         log.error("Reconciliation removed %d failure row(s) shadowed by a result", len(doubled))
@@ -182,12 +253,17 @@ def reconcile_chunk(
             conn,
             [
                 ReviewOutcome(
-                    review_id=rid, ok=False, reason="missing_in_reply",
+                    review_id=rid,
+                    ok=False,
+                    reason="missing_in_reply",
                     detail="no outcome was produced for this review; it will be retried by the next run",
                 )
                 for rid in missing
             ],
-            day=day, version=version, model=cfg.llm.model, schema=cfg.warehouse_schema,
+            day=day,
+            version=version,
+            model=cfg.llm.model,
+            schema=cfg.warehouse_schema,
         )
     return len(missing)
 
@@ -198,7 +274,11 @@ def aggregate_day(conn: psycopg.Connection, cfg: PipelineConfig, interval: Inter
     source = open_source(cfg.source, conn)
     total = source.count(interval)
     row = compute_daily_summary(
-        conn, day=interval.start.date(), version=cfg.version, model=cfg.llm.model, reviews_total=total,
+        conn,
+        day=interval.start.date(),
+        version=cfg.version,
+        model=cfg.llm.model,
+        reviews_total=total,
         schema=cfg.warehouse_schema,
     )
     accounted = row["reviews_analyzed"] + row["reviews_failed"]

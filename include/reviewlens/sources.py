@@ -119,7 +119,9 @@ class PostgresTableSource:
         return _specs(interval, [(r[0], r[1], int(r[2])) for r in rows])
 
     def read_chunk(self, chunk: ChunkSpec) -> list[Review]:
-        interval = Interval(datetime.fromisoformat(chunk.interval_start), datetime.fromisoformat(chunk.interval_end))
+        interval = Interval(
+            datetime.fromisoformat(chunk.interval_start), datetime.fromisoformat(chunk.interval_end)
+        )
         where, params = self._where(interval)
 
         def optional(name: str) -> sql.Composable:
@@ -217,7 +219,9 @@ class FileSource:
         return _specs(interval, bounds)
 
     def read_chunk(self, chunk: ChunkSpec) -> list[Review]:
-        interval = Interval(datetime.fromisoformat(chunk.interval_start), datetime.fromisoformat(chunk.interval_end))
+        interval = Interval(
+            datetime.fromisoformat(chunk.interval_start), datetime.fromisoformat(chunk.interval_end)
+        )
         df = self._frame(interval)
         df = df[(df["_key"] >= chunk.first_key) & (df["_key"] <= chunk.last_key)]
 
@@ -229,8 +233,12 @@ class FileSource:
             Review(
                 review_id=row["_key"],
                 body=str(get(row, self.s.text_column) or ""),
-                product_id=None if get(row, self.s.product_column) is None else str(get(row, self.s.product_column)),
-                rating=None if get(row, self.s.rating_column) is None else int(float(get(row, self.s.rating_column))),
+                product_id=None
+                if get(row, self.s.product_column) is None
+                else str(get(row, self.s.product_column)),
+                rating=None
+                if get(row, self.s.rating_column) is None
+                else int(float(get(row, self.s.rating_column))),
                 created_at=row["_ts"].to_pydatetime(),
             )
             for row in df.to_dict("records")

@@ -192,9 +192,7 @@ def write_outcomes(
                         completion_tokens = {t}.completion_tokens + EXCLUDED.completion_tokens,
                         cost_usd = {t}.cost_usd + EXCLUDED.cost_usd, failed_at = now()
                     """
-                ).format(
-                    t=_table(schema, "review_analysis_failures"), r=_table(schema, "review_analysis")
-                ),
+                ).format(t=_table(schema, "review_analysis_failures"), r=_table(schema, "review_analysis")),
                 [
                     (
                         o.review_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,6 +12,7 @@ import psycopg
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
+
 from reviewlens.config import LLMSettings, Secret
 from reviewlens.errors import ConfigurationError
 
@@ -37,8 +39,13 @@ _EXTRA_FIELDS: dict[str, tuple[str, type]] = {
 
 
 def llm_settings_from_connection(
-    conn_id: str, conn_type: str | None, host: str | None, port: int | None, schema: str | None,
-    password: str | None, extra: dict[str, Any],
+    conn_id: str,
+    conn_type: str | None,
+    host: str | None,
+    port: int | None,
+    schema: str | None,
+    password: str | None,
+    extra: dict[str, Any],
 ) -> LLMSettings:
     """Build LLMSettings from a connection's fields (separate from Airflow so it is easy to test)."""
     if not host:
@@ -80,8 +87,29 @@ def llm_settings_from_connection(
     return LLMSettings(base_url=base_url.rstrip("/"), api_key=Secret(password), **fields)
 
 
+def _parse_extra(conn_id: str, raw: str | dict | None) -> dict[str, Any]:
+    """The connection extra as a dict; Airflow's ``extra_dejson`` logs bad JSON and returns {} instead."""
+    if isinstance(raw, dict):
+        return raw
+    if raw is None or not str(raw).strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"Connection {conn_id!r} has an extra that is not valid JSON ({exc.msg} at character {exc.pos}). "
+            'Write it as a JSON object, e.g. {"model": "gpt-4o-mini", "rpm": 5000}.'
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(
+            f"Connection {conn_id!r} has an extra that is JSON but not an object; write it as "
+            '{"model": "gpt-4o-mini", ...}.'
+        )
+    return value
+
+
 class ReviewLensLLMHook(BaseHook):
-    """Reads the OpenAI-compatible endpoint connection: host = base URL, password = API key, extra = model and limits."""
+    """The endpoint connection: host = base URL, password = API key, extra = model and limits."""
 
     conn_name_attr = "llm_conn_id"
     default_conn_name = LLM_CONN_ID
@@ -110,20 +138,20 @@ class ReviewLensLLMHook(BaseHook):
         except Exception as exc:  # Airflow raises its own not-found type, which differs by version
             raise ConfigurationError(
                 f"Airflow connection {self.llm_conn_id!r} is missing or unreadable ({type(exc).__name__}). "
-                f"Create it (Admin → Connections) or set AIRFLOW_CONN_{self.llm_conn_id.upper()} to JSON like "
+                f"Create it (Admin → Connections) or set AIRFLOW_CONN_{self.llm_conn_id.upper()} to JSON "
+                "like "
                 '{"conn_type": "http", "host": "https://api.openai.com/v1", "password": "<key>", '
                 '"extra": {"model": "gpt-4o-mini"}}.'
             ) from None
         if conn.password:
             mask_secret(conn.password)
-        try:
-            extra = conn.extra_dejson
-        except Exception:
-            raise ConfigurationError(f"Connection {self.llm_conn_id!r} has an extra that is not valid JSON.") from None
+        extra = _parse_extra(self.llm_conn_id, conn.extra)
         settings = llm_settings_from_connection(
             self.llm_conn_id, conn.conn_type, conn.host, conn.port, conn.schema, conn.password, extra
         )
-        return settings.with_(**{k: v for k, v in overrides.items() if v is not None}) if overrides else settings
+        return (
+            settings.with_(**{k: v for k, v in overrides.items() if v is not None}) if overrides else settings
+        )
 
 
 class WarehouseHook(PostgresHook):
@@ -150,6 +178,9 @@ class WarehouseHook(PostgresHook):
         if c.password:
             mask_secret(c.password)
         return psycopg.conninfo.make_conninfo(
-            host=c.host or "127.0.0.1", port=c.port or 5432, user=c.login or None,
-            password=c.password or None, dbname=c.schema or None,
+            host=c.host or "127.0.0.1",
+            port=c.port or 5432,
+            user=c.login or None,
+            password=c.password or None,
+            dbname=c.schema or None,
         )

@@ -5,34 +5,46 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param
+
 from reviewlens.config import RunSettings, SourceSettings
 from reviewlens.pipeline import PipelineConfig
 from reviewlens.taxonomy import load_taxonomy
-
 from reviewlens_airflow.hooks import ReviewLensLLMHook, WarehouseHook
 
 PARAMS: dict[str, Param] = {
     "day": Param(
-        None, type=["null", "string"], format="date",
+        None,
+        type=["null", "string"],
+        format="date",
         description="Analyze this UTC day (YYYY-MM-DD) instead of the run's data interval.",
     ),
-    "chunk_size": Param(200, type="integer", minimum=1, maximum=20000, description="Reviews per mapped task."),
+    "chunk_size": Param(
+        200, type="integer", minimum=1, maximum=20000, description="Reviews per mapped task."
+    ),
     "reviews_per_request": Param(
-        None, type=["null", "integer"], minimum=1, maximum=50,
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        maximum=50,
         description="Reviews packed into one request (default: the connection's, else 1).",
     ),
     "response_format": Param(
-        None, type=["null", "string"], enum=[None, "auto", "json_schema", "json_object", "none"],
+        None,
+        type=["null", "string"],
+        enum=[None, "auto", "json_schema", "json_object", "none"],
         description="Structured output mode (default: the connection's, else auto).",
     ),
     "source_kind": Param("postgres", type="string", enum=["postgres", "csv", "parquet", "jsonl"]),
     "source_table": Param("reviews", type="string", description="Source table (postgres source)."),
     "source_path": Param(
-        None, type=["null", "string"],
+        None,
+        type=["null", "string"],
         description="File, directory or glob for file sources; {ds} is replaced by the day.",
     ),
     "taxonomy": Param(
-        None, type=["null", "array"], items={"type": "string"},
+        None,
+        type=["null", "array"],
+        items={"type": "string"},
         description="Category ids to use instead of the default taxonomy.",
     ),
     "warehouse_schema": Param("public", type="string"),

@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from airflow.sdk.exceptions import AirflowFailException
 
 from reviewlens import pipeline
+from reviewlens.errors import AuthenticationFailed, ConfigurationError
 from reviewlens.models import ChunkSpec
 from reviewlens.preflight import check_endpoint
 from reviewlens.sources import Interval, open_source
-
 from reviewlens_airflow.hooks import WarehouseHook
 from reviewlens_airflow.params import build_config
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail_fast(func: F) -> F:
+    """Fail the task without Airflow's retries when retrying cannot help.
+
+    A ConfigurationError (a missing table, a wrong URL, model or key found before any spend) or an
+    AuthenticationFailed (the key was rejected mid-run; the chunk has recorded ``auth_failed`` for its
+    reviews) needs an operator, not another attempt in 30 s: retries would only delay the alert.
+    The message is kept; it never contains the key.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigurationError, AuthenticationFailed) as exc:
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _interval(context: dict[str, Any]) -> Interval:
@@ -23,16 +48,23 @@ def _interval(context: dict[str, Any]) -> Interval:
     return Interval(context["data_interval_start"], context["data_interval_end"])
 
 
+@fail_fast
 def check_setup(context: dict[str, Any]) -> dict[str, Any]:
     """Fail before any spend: warehouse, source table and columns, endpoint, key and model."""
     cfg = build_config(context["params"], shared_budget=False)
     with WarehouseHook().connect() as conn:
         open_source(cfg.source, conn).check()
     info = check_endpoint(cfg.llm)
-    log.info("Setup OK: endpoint %s serves model %s; analysis version %s", cfg.llm.base_url, cfg.llm.model, cfg.version)
+    log.info(
+        "Setup OK: endpoint %s serves model %s; analysis version %s",
+        cfg.llm.base_url,
+        cfg.llm.model,
+        cfg.version,
+    )
     return {"analysis_version": cfg.version, "model": cfg.llm.model, **info}
 
 
+@fail_fast
 def plan_chunks(context: dict[str, Any]) -> list[dict[str, Any]]:
     """Chunk descriptors of the interval (never review text)."""
     cfg = build_config(context["params"], shared_budget=False)
@@ -41,6 +73,7 @@ def plan_chunks(context: dict[str, Any]) -> list[dict[str, Any]]:
     return [c.to_xcom() for c in chunks]
 
 
+@fail_fast
 def analyze_chunk(chunk: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     """Analyze one chunk and return its counts."""
     cfg = build_config(context["params"])
@@ -48,6 +81,7 @@ def analyze_chunk(chunk: dict[str, Any], context: dict[str, Any]) -> dict[str, A
     return report.to_xcom()
 
 
+@fail_fast
 def aggregate_day(context: dict[str, Any]) -> dict[str, Any]:
     """Write the day's summary row and return it (counts only)."""
     cfg = build_config(context["params"], shared_budget=False)

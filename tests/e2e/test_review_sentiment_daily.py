@@ -1,8 +1,8 @@
-"""review_sentiment_daily end to end: real Airflow dag.test, real PostgreSQL, real HTTP to the local endpoint."""
+"""review_sentiment_daily end to end: real dag.test, real PostgreSQL, real HTTP to the local endpoint."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -28,7 +28,7 @@ def deployment(pg_database, simulator, sim_api_key, monkeypatch, airflow_db):
 def run_day(day: date, **params):
     from review_sentiment_daily import review_sentiment_daily_dag as dag
 
-    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
+    logical = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
     run = dag.test(logical_date=logical, run_conf={"day": day.isoformat(), "chunk_size": 20, **params})
     assert run.state == "success", f"DAG run for {day} ended {run.state}"
     return run
@@ -41,14 +41,17 @@ def snapshot(db_url: str, day: date) -> dict:
             (day, day + timedelta(days=1)),
         ).fetchone()[0]
         results = conn.execute(
-            "SELECT review_id, sentiment, analyzed_at FROM review_analysis WHERE review_day = %s ORDER BY 1", (day,)
+            "SELECT review_id, sentiment, analyzed_at FROM review_analysis WHERE review_day = %s ORDER BY 1",
+            (day,),
         ).fetchall()
         failures = conn.execute(
-            "SELECT review_id, reason, failed_at FROM review_analysis_failures WHERE review_day = %s ORDER BY 1", (day,)
+            "SELECT review_id, reason, failed_at FROM review_analysis_failures "
+            "WHERE review_day = %s ORDER BY 1",
+            (day,),
         ).fetchall()
         summary = conn.execute(
-            "SELECT reviews_total, reviews_analyzed, reviews_failed, positive, neutral, negative, prompt_tokens "
-            "FROM review_daily_summary WHERE day = %s",
+            "SELECT reviews_total, reviews_analyzed, reviews_failed, positive, neutral, negative, "
+            "prompt_tokens FROM review_daily_summary WHERE day = %s",
             (day,),
         ).fetchall()
     return {"source": source, "results": results, "failures": failures, "summary": summary}
