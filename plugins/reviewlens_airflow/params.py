@@ -26,7 +26,7 @@ PARAMS: dict[str, Param] = {
         type=["null", "integer"],
         minimum=1,
         maximum=50,
-        description="Reviews packed into one request (default: the connection's, else 1).",
+        description="Reviews packed into one request (default: the connection's, else 10).",
     ),
     "response_format": Param(
         None,
@@ -48,6 +48,11 @@ PARAMS: dict[str, Param] = {
         description="Category ids to use instead of the default taxonomy.",
     ),
     "warehouse_schema": Param("public", type="string"),
+    "dry_run": Param(
+        False,
+        type="boolean",
+        description="Only estimate the day's requests, tokens and cost: nothing is sent, nothing is written.",
+    ),
 }
 
 

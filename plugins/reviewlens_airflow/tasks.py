@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from airflow.sdk.exceptions import AirflowFailException
 
 from reviewlens import pipeline
+from reviewlens.dry_run import estimate_day
 from reviewlens.errors import AuthenticationFailed, ConfigurationError
 from reviewlens.models import ChunkSpec
 from reviewlens.preflight import check_endpoint
@@ -66,11 +67,29 @@ def check_setup(context: dict[str, Any]) -> dict[str, Any]:
 
 @fail_fast
 def plan_chunks(context: dict[str, Any]) -> list[dict[str, Any]]:
-    """Chunk descriptors of the interval (never review text)."""
+    """Chunk descriptors of the interval (never review text); none in a dry run."""
     cfg = build_config(context["params"], shared_budget=False)
     with WarehouseHook().connect() as conn:
+        if context["params"].get("dry_run"):
+            return _log_estimate(estimate_day(conn, cfg, _interval(context)))
         chunks = pipeline.plan_chunks(conn, cfg, _interval(context))
     return [c.to_xcom() for c in chunks]
+
+
+def _log_estimate(estimate: dict[str, Any]) -> list[dict[str, Any]]:
+    log.info(
+        "Dry run for %s: %d review(s), %d already finished, %d request(s), ~%d prompt + %d output tokens, "
+        "~$%.4f%s. Nothing was sent.",
+        estimate["day"],
+        estimate["reviews"],
+        estimate["already_finished"],
+        estimate["requests"],
+        estimate["prompt_tokens"],
+        estimate["output_tokens"],
+        estimate["cost_usd"],
+        "" if estimate["priced"] else " (model not in the price table)",
+    )
+    return []
 
 
 @fail_fast
@@ -83,8 +102,10 @@ def analyze_chunk(chunk: dict[str, Any], context: dict[str, Any]) -> dict[str, A
 
 @fail_fast
 def aggregate_day(context: dict[str, Any]) -> dict[str, Any]:
-    """Write the day's summary row and return it (counts only)."""
+    """Write the day's summary row and return it (counts only); in a dry run, return the estimate."""
     cfg = build_config(context["params"], shared_budget=False)
     with WarehouseHook().connect() as conn:
+        if context["params"].get("dry_run"):
+            return {"dry_run": True, **estimate_day(conn, cfg, _interval(context))}
         row = pipeline.aggregate_day(conn, cfg, _interval(context))
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}

@@ -29,7 +29,9 @@ def run_day(day: date, **params):
     from review_sentiment_daily import review_sentiment_daily_dag as dag
 
     logical = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-    run = dag.test(logical_date=logical, run_conf={"day": day.isoformat(), "chunk_size": 20, **params})
+    # dag.test in one process can carry a Param from one run's conf into the next: pass every knob.
+    conf = {"day": day.isoformat(), "chunk_size": 20, "dry_run": False, **params}
+    run = dag.test(logical_date=logical, run_conf=conf)
     assert run.state == "success", f"DAG run for {day} ended {run.state}"
     return run
 
@@ -99,3 +101,15 @@ def test_a_day_without_reviews_writes_a_zero_summary(deployment):
     run_day(empty)
     snap = snapshot(db, empty)
     assert snap["summary"] == [(0, 0, 0, 0, 0, 0, 0)]
+
+
+def test_a_dry_run_estimates_the_day_without_sending_or_writing_anything(deployment):
+    db, sim = deployment
+    run = run_day(DAY1, dry_run=True)
+    assert [r for r in sim.requests() if r.get("review_ids")] == []
+    snap = snapshot(db, DAY1)
+    assert snap["results"] == [] and snap["failures"] == [] and snap["summary"] == []
+    estimate = next(ti for ti in run.get_task_instances() if ti.task_id == "aggregate_day")
+    assert estimate.state == "success"
+    run_day(DAY1)
+    assert len(snapshot(db, DAY1)["results"]) > 0
