@@ -128,6 +128,41 @@ def write_outcomes(
     failures = [o for o in outcomes if not o.ok]
     with conn.transaction(), conn.cursor() as cur:
         if results:
+            # A success replaces the review's failure row; what its failed attempts paid moves into the
+            # result row, so a day's tokens and cost stay what was really spent.
+            earlier = {
+                row[0]: row[1:]
+                for row in cur.execute(
+                    sql.SQL(
+                        "DELETE FROM {t} WHERE analysis_version = %s AND review_id = ANY(%s) "
+                        "RETURNING review_id, prompt_tokens, completion_tokens, cost_usd, attempts"
+                    ).format(t=_table(schema, "review_analysis_failures")),
+                    (version, [o.review_id for o in results]),
+                ).fetchall()
+            }
+            rows = []
+            for o in results:
+                paid_in, paid_out, paid_usd, tried = earlier.get(o.review_id, (0, 0, 0, 0))
+                rows.append(
+                    (
+                        o.review_id,
+                        version,
+                        day,
+                        *meta.get(o.review_id, (None, None)),
+                        model,
+                        o.sentiment,
+                        o.categories,
+                        _clip(o.summary, 2000),
+                        o.confidence,
+                        o.language,
+                        o.flags,
+                        o.prompt_tokens + paid_in,
+                        o.completion_tokens + paid_out,
+                        float(o.cost_usd) + float(paid_usd),
+                        o.latency_ms,
+                        max(o.attempts, 1) + tried,
+                    )
+                )
             cur.executemany(
                 sql.SQL(
                     """
@@ -147,33 +182,7 @@ def write_outcomes(
                         analyzed_at = now()
                     """
                 ).format(t=_table(schema, "review_analysis")),
-                [
-                    (
-                        o.review_id,
-                        version,
-                        day,
-                        *meta.get(o.review_id, (None, None)),
-                        model,
-                        o.sentiment,
-                        o.categories,
-                        _clip(o.summary, 2000),
-                        o.confidence,
-                        o.language,
-                        o.flags,
-                        o.prompt_tokens,
-                        o.completion_tokens,
-                        o.cost_usd,
-                        o.latency_ms,
-                        max(o.attempts, 1),
-                    )
-                    for o in results
-                ],
-            )
-            cur.execute(
-                sql.SQL("DELETE FROM {t} WHERE analysis_version = %s AND review_id = ANY(%s)").format(
-                    t=_table(schema, "review_analysis_failures")
-                ),
-                (version, [o.review_id for o in results]),
+                rows,
             )
         if failures:
             cur.executemany(

@@ -70,6 +70,16 @@ def test_a_success_replaces_an_earlier_failure(wh):
     assert count(wh, "review_analysis_failures") == 0
 
 
+def test_tokens_paid_by_failed_attempts_stay_in_the_day_after_a_success(wh):
+    write(wh, [bad("a", prompt_tokens=30, completion_tokens=7)])
+    write(wh, [ok("a")])
+    conn, schema = wh
+    row = conn.execute(
+        f'SELECT prompt_tokens, completion_tokens, attempts FROM "{schema}".review_analysis'
+    ).fetchone()
+    assert row == (50 + 30, 20 + 7, 1 + 3)
+
+
 def test_a_failure_never_overwrites_a_result(wh):
     write(wh, [ok("a")])
     write(wh, [bad("a")])
