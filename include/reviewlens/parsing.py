@@ -158,7 +158,8 @@ class ParsedReply:
 def parse_reply(content: str | None, expected_ids: list[str], taxonomy: Taxonomy) -> ParsedReply:
     """Parse ``content`` into one ``ItemResult`` per id of ``expected_ids`` (never raises).
 
-    Missing ids and ids present more than once (ambiguous) get reason ``missing_in_reply``; the
+    Missing ids and ids present more than once with different answers (ambiguous) get reason
+    ``missing_in_reply``; an id repeated with the identical answer is accepted. The
     caller retries those singly. Ids not asked for are listed in ``unexpected_ids`` and ignored.
     """
     data, repaired = _load(content or "")
@@ -188,6 +189,9 @@ def parse_reply(content: str | None, expected_ids: list[str], taxonomy: Taxonomy
             items[review_id] = ItemResult(
                 review_id, reason="missing_in_reply", message=f"id {review_id!r} is missing from the reply"
             )
+        elif len(found) > 1 and len({json.dumps(f, sort_keys=True, default=str) for f in found}) == 1:
+            # The same answer twice is not ambiguous: use it rather than pay for a single retry.
+            items[review_id] = _validate(review_id, found[0], taxonomy)
         elif len(found) > 1:
             duplicates.append(review_id)
             items[review_id] = ItemResult(

@@ -188,6 +188,11 @@ def test_missing_duplicate_and_unexpected_ids_are_reported() -> None:
     assert parsed.unexpected_ids == ["extra-1"]
 
 
+def test_an_id_repeated_with_the_identical_answer_is_accepted() -> None:
+    parsed = parse_reply(reply(item("1"), item("2"), item("2")), ["1", "2"], TAXONOMY)
+    assert parsed.items["2"].ok and parsed.duplicate_ids == []
+
+
 def test_numeric_ids_in_the_reply_match_string_ids() -> None:
     content = json.dumps({"results": [{**item(None), "id": 1}, {**item(None), "id": 2}]})
     parsed = parse_reply(content, ["1", "2"], TAXONOMY)

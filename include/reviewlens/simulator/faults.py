@@ -150,9 +150,15 @@ def _extra_id(ctx: FaultContext) -> FaultEffect:
     return FaultEffect(content=json.dumps(payload, ensure_ascii=False))
 
 
+_OTHER_SENTIMENT = {"positive": "negative", "negative": "positive", "neutral": "positive"}
+
+
 def _dup_id(ctx: FaultContext) -> FaultEffect:
+    # The same id twice with conflicting answers: a consumer cannot tell which one is meant.
     payload = copy.deepcopy(ctx.payload)
-    payload["results"].append(dict(payload["results"][ctx.pick()]))
+    twin = dict(payload["results"][ctx.pick()])
+    twin["sentiment"] = _OTHER_SENTIMENT.get(twin.get("sentiment"), "neutral")
+    payload["results"].append(twin)
     return FaultEffect(content=json.dumps(payload, ensure_ascii=False))
 
 
