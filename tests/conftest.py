@@ -4,7 +4,9 @@ Airflow reads its configuration when first imported, so the isolated Airflow hom
 metadata, this repository's dags/ and plugins/) is set here, before any test module imports it.
 """
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +18,7 @@ for sub in ("include", "plugins", "dags"):
         sys.path.insert(0, path)
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="reviewlens-test-airflow-"))
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_AIRFLOW_HOME),
