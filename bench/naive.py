@@ -58,7 +58,9 @@ def sentiment_of(reply_text: str) -> str:
     return "neutral"
 
 
-async def _one(review: Review, url: str, api_key: str, model: str, sem: asyncio.Semaphore, out: NaiveResult) -> None:
+async def _one(
+    review: Review, url: str, api_key: str, model: str, sem: asyncio.Semaphore, out: NaiveResult
+) -> None:
     async with sem:
         while True:
             started = time.monotonic()

@@ -194,11 +194,19 @@ class ChatClient:
     ) -> None:
         self.settings = settings
         self.policy = policy or RetryPolicy.from_settings(settings)
-        self.limiter = limiter or AdaptiveLimiter(settings.max_concurrency)
         self._owns_budget = budget is None
         self.budget = budget or LocalBudget(settings.requests_per_minute, settings.tokens_per_minute)
+        # With a known rate the budget paces the sends, so the window starts open (slow start would
+        # only idle the first round trips); without one, slow start finds the provider's load.
+        paced = not self.budget.limits.unlimited
+        self.limiter = limiter or AdaptiveLimiter(
+            settings.max_concurrency, initial=settings.max_concurrency if paced else None
+        )
         self.stats = ClientStats()
         self._http = _make_http(settings, transport)
+        # Absolute, pre-parsed URLs: httpx would otherwise parse and join the relative path per request.
+        self._chat_url = httpx.URL(settings.base_url.rstrip("/") + "/chat/completions")
+        self._models_url = httpx.URL(settings.base_url.rstrip("/") + "/models")
         self._auth_failure: str | None = None
         self._verified = False  # a reply other than 401/403 has proven the key
         self._gate = asyncio.Lock()  # until then, one request at a time
@@ -250,7 +258,7 @@ class ChatClient:
 
         async def send(timeout: float) -> tuple[ChatReply, int]:
             started = time.monotonic()
-            response = await self._http.post("chat/completions", json=body, timeout=timeout)
+            response = await self._http.post(self._chat_url, json=body, timeout=timeout)
             self._check_status(response)
             try:
                 payload = response.json()
@@ -283,7 +291,7 @@ class ChatClient:
         """Ids of the models the endpoint serves (also a cheap check of URL and key)."""
 
         async def send(timeout: float) -> tuple[list[str], int]:
-            response = await self._http.get("models", timeout=timeout)
+            response = await self._http.get(self._models_url, timeout=timeout)
             self._check_status(response)
             try:
                 return [str(item["id"]) for item in response.json()["data"]], 0
@@ -310,7 +318,7 @@ class ChatClient:
 
         async def send(timeout: float) -> tuple[StreamProbe, int]:
             started = time.monotonic()
-            async with self._http.stream("POST", "chat/completions", json=body, timeout=timeout) as response:
+            async with self._http.stream("POST", self._chat_url, json=body, timeout=timeout) as response:
                 if response.status_code >= 400:
                     await response.aread()
                 self._check_status(response)
@@ -368,17 +376,18 @@ class ChatClient:
                 await self.limiter.acquire()
         except TimeoutError:
             raise _WaitedPastDeadline from None
-        started = time.monotonic()
         try:
             if self._verified:
-                result = await self._budgeted_send(send, reserve_tokens, deadline, started)
+                result, sent_at = await self._budgeted_send(send, reserve_tokens, deadline)
             else:
                 # Until a reply proves the key, one request at a time: a wrong key costs one request.
                 # The gate is taken before the budget so that a 429 on the first request pauses the rest.
                 async with self._gate:
                     self._raise_if_latched(0)
-                    result = await self._budgeted_send(send, reserve_tokens, deadline, started)
-            self.limiter.on_success(started, time.monotonic() - started)
+                    result, sent_at = await self._budgeted_send(send, reserve_tokens, deadline)
+            # The provider's latency only: time spent waiting for the budget is our own pacing, and
+            # counting it would read a rate-limited run as a congested provider.
+            self.limiter.on_success(sent_at, time.monotonic() - sent_at)
             return result
         finally:
             self.limiter.release()
@@ -388,27 +397,31 @@ class ChatClient:
         send: Callable[[float], Awaitable[tuple[T, int]]],
         reserve_tokens: int | None,
         deadline: float,
-        started: float,
-    ) -> T:
-        """Wait for the rate budget, send, and settle the reservation with what was really used."""
+    ) -> tuple[T, float]:
+        """Wait for the rate budget, send, and settle the reservation with what was really used.
+
+        Returns the result and the monotonic time it was sent (after the budget's wait).
+        """
         reservation = None
         if reserve_tokens is not None:
             try:
                 async with asyncio.timeout_at(deadline):  # the loop clock is time.monotonic()
-                    reservation = await self.budget.acquire(reserve_tokens)
+                    # Until the key is proven this request goes alone: no lease ahead.
+                    reservation = await self.budget.acquire(reserve_tokens, lease=self._verified)
             except TimeoutError:
                 raise _WaitedPastDeadline from None
         used = 0
+        sent_at = time.monotonic()
         try:
             self._raise_if_latched(0)
-            timeout = max(0.001, min(self.settings.timeout_s, deadline - time.monotonic()))
+            timeout = max(0.001, min(self.settings.timeout_s, deadline - sent_at))
             result, used = await self._send(send, timeout)
-            return result
+            return result, sent_at
         except _Failure as failure:
             if reservation is not None:
                 used = reservation.tokens  # a refused or failed request is charged as reserved
             if failure.kind == "rate_limited":
-                self.limiter.on_overload(started)
+                self.limiter.on_overload(sent_at)
                 advised = parse_retry_after(failure.headers)
                 if advised:
                     # The provider is full: every caller of this account waits, not only this one.

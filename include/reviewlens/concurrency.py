@@ -2,8 +2,13 @@
 
 A sliding window, not batches: a slot frees the moment a request finishes and the next waiter
 starts at once. The limit halves on a 429 (the provider said "too much"), shrinks a little when
-latency climbs well above the baseline (the provider is queueing us), and grows by about one slot
-per window of successes while healthy; always between ``min_limit`` and ``max_limit``.
+latency climbs well above the baseline (the provider is queueing us), and grows while healthy:
+by one slot per success (doubling per round trip, TCP's "slow start") until the first decrease,
+then by about one slot per window of successes (congestion avoidance); always between
+``min_limit`` and ``max_limit``. LLM round trips take seconds, so a purely additive climb from the
+initial 64 to the hundreds a large account needs would take minutes; slow start takes a few round
+trips. The latency signal is trusted only after ``MIN_LATENCY_SAMPLES`` replies: a lone fast first
+reply must not become the baseline that every normal reply then looks "congested" against.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-DEFAULT_INITIAL_LIMIT = 32
+DEFAULT_INITIAL_LIMIT = 64
 OVERLOAD_DECREASE = 0.5  # on 429
 LATENCY_DECREASE = 0.9  # on latency well above baseline: a gentler signal than a 429
 # Latency (smoothed) above this multiple of the baseline means the provider is queueing us...
@@ -25,6 +30,8 @@ LATENCY_SMOOTHING = 0.1  # EWMA weight of one reply
 # The baseline is the lowest smoothed latency seen, drifting up slowly so that it follows a provider
 # that really became slower (or longer replies) instead of backing off forever.
 BASELINE_DRIFT = 0.002
+# Replies seen before latency may shrink the limit (LLM latency is heavy-tailed: judge on a window).
+MIN_LATENCY_SAMPLES = 32
 
 
 class AdaptiveLimiter:
@@ -36,6 +43,7 @@ class AdaptiveLimiter:
         *,
         initial: int | None = None,
         min_limit: int = 1,
+        slow_start: bool = True,
     ) -> None:
         self.max_limit = max(1, max_limit)
         self.min_limit = max(1, min(min_limit, self.max_limit))
@@ -43,6 +51,9 @@ class AdaptiveLimiter:
         self._limit = float(max(self.min_limit, min(self.max_limit, start)))
         self._in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        # Below this the limit grows by one per success; the first decrease sets it to the new limit.
+        self._slow_start_until = float(self.max_limit) if slow_start else self._limit
+        self._samples = 0
         self._last_decrease = 0.0  # monotonic; requests started before it don't decrease again
         self._smoothed_latency: float | None = None
         self._baseline: float | None = None
@@ -96,12 +107,19 @@ class AdaptiveLimiter:
         baseline = self._baseline
         self._baseline = smoothed if baseline is None else min(baseline * (1 + BASELINE_DRIFT), smoothed)
         baseline = self._baseline
-        congested = smoothed > LATENCY_FACTOR * baseline and smoothed - baseline > LATENCY_MIN_EXCESS_S
+        self._samples += 1
+        congested = (
+            self._samples >= MIN_LATENCY_SAMPLES
+            and smoothed > LATENCY_FACTOR * baseline
+            and smoothed - baseline > LATENCY_MIN_EXCESS_S
+        )
         if congested:
             self._decrease(started_at, LATENCY_DECREASE)
         elif self._waiters or self._in_flight >= self.limit - 1:
-            # Grow only when the limit is actually the constraint (about +1 per window of successes).
-            self._limit = min(float(self.max_limit), self._limit + 1.0 / self._limit)
+            # Grow only when the limit is actually the constraint: +1 per success in slow start,
+            # else about +1 per window of successes.
+            step = 1.0 if self._limit < self._slow_start_until else 1.0 / self._limit
+            self._limit = min(float(self.max_limit), self._limit + step)
             self._wake()
 
     def on_overload(self, started_at: float) -> None:
@@ -114,6 +132,7 @@ class AdaptiveLimiter:
         if started_at < self._last_decrease:
             return
         self._limit = max(float(self.min_limit), self._limit * factor)
+        self._slow_start_until = self._limit  # from now on: additive increase
         self._last_decrease = time.monotonic()
         self.decreases += 1
         self.lowest_limit = min(self.lowest_limit, self.limit)

@@ -7,6 +7,7 @@ import logging
 import time
 
 import pytest
+
 from reviewlens.client import ChatClient, ChatReply
 from reviewlens.config import LLMSettings, Secret
 from reviewlens.errors import (

@@ -27,7 +27,7 @@ def test_limiter_halves_once_per_round_trip_on_overload() -> None:
 
 def test_limiter_grows_only_while_it_is_the_constraint() -> None:
     async def run() -> AdaptiveLimiter:
-        limiter = AdaptiveLimiter(64, initial=4)
+        limiter = AdaptiveLimiter(64, initial=4, slow_start=False)
         for _ in range(50):  # idle capacity: successes while far below the limit do not grow it
             limiter.on_success(time.monotonic(), 0.01)
         assert limiter.limit == 4
@@ -39,6 +39,34 @@ def test_limiter_grows_only_while_it_is_the_constraint() -> None:
 
     limiter = asyncio.run(run())
     assert 8 <= limiter.limit <= 11
+
+
+def test_limiter_slow_start_doubles_per_window_until_the_first_decrease() -> None:
+    async def saturate(limiter: AdaptiveLimiter, successes: int) -> None:
+        for _ in range(successes):
+            while limiter.in_flight < limiter.limit:
+                await limiter.acquire()
+            limiter.on_success(time.monotonic(), 0.01)
+            limiter.release()
+
+    async def run() -> None:
+        limiter = AdaptiveLimiter(256, initial=4)
+        await saturate(limiter, 28)  # slow start: +1 per success
+        assert limiter.limit == 32
+        limiter.on_overload(time.monotonic())
+        assert limiter.limit == 16
+        await saturate(limiter, 32)  # after a decrease: about +1 per window
+        assert 17 <= limiter.limit <= 18
+
+    asyncio.run(run())
+
+
+def test_limiter_ignores_latency_until_it_has_enough_samples() -> None:
+    limiter = AdaptiveLimiter(64, initial=32)
+    limiter.on_success(time.monotonic(), 0.05)  # a lone fast first reply
+    for _ in range(20):
+        limiter.on_success(time.monotonic(), 1.0)
+    assert limiter.decreases == 0
 
 
 def test_limiter_backs_off_when_latency_climbs_far_above_baseline() -> None:

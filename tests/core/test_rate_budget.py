@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+
 from reviewlens.client import ChatClient
 from reviewlens.config import LLMSettings, Secret
 from reviewlens.rate_budget import Limits, LocalBudget, PostgresBudget, make_budget

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+
 from reviewlens.client import ChatClient
 from reviewlens.config import LLMSettings, Secret
 from reviewlens.rate_budget import Limits, PostgresBudget, RateBudget

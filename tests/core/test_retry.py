@@ -6,6 +6,7 @@ import email.utils
 import random
 
 import pytest
+
 from reviewlens.config import LLMSettings
 from reviewlens.rate_budget import RateLimitHeaders, parse_duration
 from reviewlens.retry import RetryPolicy, parse_retry_after, should_retry_status

@@ -55,6 +55,7 @@ class RateBudget(ABC):
         self._request_credit = 0.0
         self._token_credit = 0.0
         self._credit_expires = 0.0
+        self._next_grant_at = 0.0  # monotonic: before this the store has no full lease for us
         self._background: set[asyncio.Task[None]] = set()
         self._typical_tokens = 0.0  # smoothed size of a reservation, to size "remaining 0" waits
 
@@ -67,8 +68,13 @@ class RateBudget(ABC):
     def paused_for_s(self) -> float:
         return max(0.0, self._paused_until - time.monotonic())
 
-    async def acquire(self, tokens: int) -> Reservation:
-        """Wait until one request of ``tokens`` tokens fits both budgets, and reserve it."""
+    async def acquire(self, tokens: int, *, lease: bool = True) -> Reservation:
+        """Wait until one request of ``tokens`` tokens fits both budgets, and reserve it.
+
+        ``lease=False`` takes exactly this request's credit from the store, never a lease ahead: for
+        a request that goes alone while the others wait (credit held through its round trip would
+        add to the burst that refills meanwhile, and push a 10 s window over the limit).
+        """
         tokens = max(0, int(tokens))
         self._typical_tokens += 0.1 * (tokens - self._typical_tokens)
         if self._limits.unlimited and time.monotonic() >= self._paused_until:
@@ -85,11 +91,17 @@ class RateBudget(ABC):
                 limits = self._limits
                 if limits.unlimited or self._has_credit(tokens, limits):
                     break
-                grant = await self._grant(*self._wants(tokens, limits))
+                if self.lease_s > 0 and now < self._next_grant_at:
+                    # The last lease said when the next one is there: don't ask the store before.
+                    await asyncio.sleep(min(self._next_grant_at - now, MAX_WAIT_STEP_S))
+                    self._next_grant_at = 0.0
+                    continue
+                grant = await self._grant(*self._wants(tokens, limits, lease=lease))
                 if grant.requests > 0:
                     self._request_credit += grant.requests
                     self._token_credit += grant.tokens
                     self._credit_expires = time.monotonic() + CREDIT_TTL_S
+                    self._next_grant_at = time.monotonic() + grant.next_s
                 else:
                     await asyncio.sleep(min(max(grant.wait_s, 0.001), MAX_WAIT_STEP_S))
             self._request_credit -= 1
@@ -171,11 +183,11 @@ class RateBudget(ABC):
             return False
         return limits.token_rate is None or self._token_credit >= tokens
 
-    def _wants(self, tokens: int, limits: Limits) -> tuple[int, float, float]:
+    def _wants(self, tokens: int, limits: Limits, *, lease: bool = True) -> tuple[int, float, float]:
         need_tokens = max(0.0, tokens - self._token_credit) if limits.token_rate is not None else 0.0
         want_requests = 1
         want_tokens = need_tokens
-        if self.lease_s > 0:
+        if self.lease_s > 0 and lease:
             if limits.request_rate is not None:
                 want_requests = max(1, math.ceil(limits.request_rate * self.lease_s))
             if limits.token_rate is not None:
@@ -184,6 +196,7 @@ class RateBudget(ABC):
 
     def _pause_locally(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        self._next_grant_at = 0.0
         # Credit leased before the pause must not be spent during it.
         self._request_credit = min(self._request_credit, 0.0)
         self._token_credit = min(self._token_credit, 0.0)

@@ -37,8 +37,9 @@ if rr >= 0 then rl = math.min(rc, rl + rr * elapsed) end
 if tr >= 0 then tl = math.min(tc, tl + tr * elapsed) end
 ua = math.max(ua, now)
 local wait = 0
-if rr >= 0 and rl < 1 then wait = math.max(wait, (1 - rl) / rr) end
-local threshold = need_t
+local threshold_r = math.max(1, math.min(want_r, math.floor(math.max(rc * 0.25, math.min(rc, 2)))))
+if rr >= 0 and rl < threshold_r then wait = math.max(wait, (threshold_r - rl) / rr) end
+local threshold = math.max(need_t, math.min(want_t, tc * 0.25))
 if tr >= 0 and tc < threshold then threshold = tc end
 if tr >= 0 and tl < threshold then wait = math.max(wait, (threshold - tl) / tr) end
 local gr, gt = 0, 0
