@@ -15,7 +15,9 @@ from reviewlens.sample_data import generate_reviews, seed_reviews
 DAY = date(2026, 9, 9)
 
 
-def test_dry_run_sends_nothing_and_lands_within_ten_percent_of_the_real_run(pg_database, simulator, sim_api_key):
+def test_dry_run_sends_nothing_and_lands_within_ten_percent_of_the_real_run(
+    pg_database, simulator, sim_api_key
+):
     with psycopg.connect(pg_database, autocommit=True) as conn:
         seed_reviews(conn, list(generate_reviews([DAY], 120, seed=5, hostile_share=0.05)))
     cfg = PipelineConfig(llm=LLMSettings(base_url=simulator.base_url, api_key=Secret(sim_api_key)))
