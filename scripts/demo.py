@@ -21,6 +21,7 @@ sys.path[:0] = [str(REPO / "include"), str(REPO)]
 
 import psycopg  # noqa: E402
 
+from reviewlens.pricing import load_prices  # noqa: E402
 from reviewlens.sample_data import generate_reviews, seed_reviews  # noqa: E402
 from reviewlens.simulator import SimulatorConfig, start_process  # noqa: E402
 from scripts.airflow_env import airflow_env  # noqa: E402
@@ -91,6 +92,10 @@ def print_summary(db_url: str) -> None:
     for r in rows:
         top = " ".join((r[13] or "").split()[:6])
         print(f"{r[0]} top categories: {top}")
+    prices = load_prices(None)
+    for model in ("gpt-4o-mini", "gpt-4.1-mini"):
+        usd = sum(prices.cost(model, int(r[7]), int(r[8])) for r in rows)
+        print(f"The same tokens at {model} list prices (data/prices.yaml): ${usd:.4f} for the three days.")
     total = sum(r[1] for r in rows)
     accounted = sum(r[2] + r[3] for r in rows)
     print(f"\n{accounted} of {total} seeded reviews accounted for (analyzed + failed).")
