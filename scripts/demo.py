@@ -8,9 +8,7 @@ OpenAI-compatible endpoint, runs the DAG once per day with `airflow dags test`, 
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
-import subprocess
 import sys
 import time
 from datetime import date, timedelta
@@ -26,6 +24,7 @@ from reviewlens.sample_data import generate_reviews, seed_reviews  # noqa: E402
 from reviewlens.simulator import SimulatorConfig, start_process  # noqa: E402
 from scripts.airflow_env import airflow_env  # noqa: E402
 from scripts.embedded_postgres import ensure_database, find_or_start  # noqa: E402
+from scripts.setup_airflow import run_airflow  # noqa: E402
 from scripts.setup_airflow import setup as setup_airflow  # noqa: E402
 
 DEMO_DIR = REPO / ".demo"
@@ -35,17 +34,6 @@ PER_DAY = [140, 120, 160]
 
 def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
-
-
-def airflow(env: dict[str, str], *args: str, quiet: bool = True) -> None:
-    """Run the Airflow CLI of this venv; show its output only if it fails."""
-    cmd = [str(Path(sys.executable).parent / "airflow"), *args]
-    proc = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
-    if proc.returncode != 0 or not quiet:
-        sys.stdout.write(proc.stdout[-20000:])
-        sys.stderr.write(proc.stderr[-20000:])
-    if proc.returncode != 0:
-        raise SystemExit(f"`airflow {' '.join(args)}` failed with exit code {proc.returncode}")
 
 
 def print_summary(db_url: str) -> None:
@@ -139,7 +127,7 @@ def main() -> None:
         setup_airflow(env)
         for day in DAYS:
             t0 = time.monotonic()
-            airflow(
+            run_airflow(
                 env,
                 "dags",
                 "test",

@@ -18,19 +18,21 @@ POOL_SLOTS = 4
 POOL_DESCRIPTION = "Concurrent analyze_chunk tasks calling the LLM provider (ReviewLens)"
 
 
-def _airflow() -> str:
+def run_airflow(env: dict[str, str] | None, *args: str) -> None:
+    """Run this venv's Airflow CLI (else the one on PATH); show its output only if it fails."""
     local = Path(sys.executable).parent / "airflow"
-    return str(local) if local.exists() else "airflow"
+    cmd = [str(local) if local.exists() else "airflow", *args]
+    proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stdout.write(proc.stdout[-20000:])
+        sys.stderr.write(proc.stderr[-20000:])
+        raise SystemExit(f"`airflow {' '.join(args)}` failed with exit code {proc.returncode}")
 
 
 def setup(env: dict[str, str] | None = None, *, slots: int = POOL_SLOTS) -> None:
     """Migrate the metadata DB and create or resize the pool (both idempotent)."""
-    full_env = {**os.environ, **(env or {})}
-    for args in (["db", "migrate"], ["pools", "set", POOL_NAME, str(slots), POOL_DESCRIPTION]):
-        proc = subprocess.run([_airflow(), *args], env=full_env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
-            raise SystemExit(f"`airflow {' '.join(args)}` failed with exit code {proc.returncode}")
+    run_airflow(env, "db", "migrate")
+    run_airflow(env, "pools", "set", POOL_NAME, str(slots), POOL_DESCRIPTION)
 
 
 if __name__ == "__main__":

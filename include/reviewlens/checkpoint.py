@@ -122,7 +122,3 @@ class Checkpointer:
             await runner
         finally:
             await self._flush()
-
-    @property
-    def missing(self) -> set[str]:
-        return self._expected - self._seen

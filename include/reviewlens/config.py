@@ -102,13 +102,6 @@ class SourceSettings:
 
 
 @dataclass(frozen=True)
-class WarehouseSettings:
-    """Where results go (a Postgres schema)."""
-
-    schema: str = "public"
-
-
-@dataclass(frozen=True)
 class RunSettings:
     """Knobs of one pipeline run that are not about the provider."""
 

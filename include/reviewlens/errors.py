@@ -63,15 +63,6 @@ class RequestTimeout(ProviderError):
     reason = "timeout"
 
 
-class InvalidReply(ReviewLensError):
-    """The reply could not be turned into a valid analysis, even after repair and re-ask."""
-
-    def __init__(self, message: str, *, reason: str = "invalid_json", raw: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.raw = raw
-
-
 class BadReviewInput(ReviewLensError):
     """A review cannot be sent as it is (empty, too long, undecodable); it is recorded as failed."""
 
