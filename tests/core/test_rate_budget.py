@@ -1,4 +1,4 @@
-"""The in-process rate budget: bucket arithmetic, pacing under the limit, shared pauses, header limits."""
+"""The in-process rate budget: schedule arithmetic, pacing under the limit, shared pauses, header limits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from reviewlens.client import ChatClient
 from reviewlens.config import LLMSettings, Secret
 from reviewlens.rate_budget import Limits, LocalBudget, PostgresBudget, make_budget
-from reviewlens.rate_budget.bucket import BucketRow, grant, pause
+from reviewlens.rate_budget.bucket import ScheduleRow, give_back, pause, take_lease
 from reviewlens.simulator import FaultConfig, SimulatorConfig, SimulatorHandle
 
 MESSAGES = [{"role": "user", "content": "Sturdy, quiet and cheap. Would buy again."}]
@@ -26,31 +26,31 @@ def max_in_window_excess(times: list[float], rate_per_s: float, capacity: float)
     return worst
 
 
-def test_grant_waits_then_grants_and_allows_token_debt() -> None:
-    limits = Limits(requests_per_minute=60, tokens_per_minute=600, safety=1.0, burst_s=1.0)
-    row = BucketRow()
-    row, first = grant(row, 100.0, limits, want_requests=1, need_tokens=5, want_tokens=5)
-    assert (first.requests, first.tokens) == (1, 5)
-    row, second = grant(row, 100.0, limits, want_requests=1, need_tokens=5, want_tokens=5)
-    assert second.requests == 0 and second.wait_s == pytest.approx(1.0)
-    # 50 tokens is more than the capacity (10): granted once the bucket is full, leaving debt.
-    row, big = grant(row, 101.0, limits, want_requests=1, need_tokens=50, want_tokens=50)
-    assert big.tokens == 50 and row.token_level == pytest.approx(-40)
-    # One second later the debt is down to -30: 35 tokens (3.5 s) short of the next 5.
-    row, after = grant(row, 102.0, limits, want_requests=1, need_tokens=5, want_tokens=5)
-    assert after.requests == 0 and after.wait_s == pytest.approx(3.5)
+def test_leases_are_consecutive_stretches_that_never_overlap() -> None:
+    row = ScheduleRow()
+    row, first = take_lease(row, 100.0, 0.1, request_span_s=0.2, token_span_s=0.5)
+    # An idle account: the stretch starts at most one burst in the past.
+    assert first.request_start == pytest.approx(99.9) and first.token_start == pytest.approx(99.9)
+    row, second = take_lease(row, 100.0, 0.1, request_span_s=0.2, token_span_s=0.0)
+    assert second.request_start == pytest.approx(100.1)  # right after the first: in the future
+    assert row.token_tat == pytest.approx(100.4)  # no tokens asked: the token timeline did not move
+    row, third = take_lease(row, 105.0, 0.1, request_span_s=0.2, token_span_s=0.0)
+    assert third.request_start == pytest.approx(104.9)  # idle capacity is gone, bar one burst
 
 
-def test_pause_blocks_grants_and_drain_restarts_from_empty() -> None:
-    limits = Limits(requests_per_minute=60, safety=1.0, burst_s=2.0)
-    row = pause(BucketRow(request_level=2, updated_at=10.0), 10.0, 3.0)
-    _, during = grant(row, 12.0, limits, want_requests=1, need_tokens=0, want_tokens=0)
-    assert during.requests == 0 and during.wait_s == pytest.approx(1.0)
-    _, after = grant(row, 13.5, limits, want_requests=1, need_tokens=0, want_tokens=0)
-    assert after.requests == 0  # drained: only 0.5 request refilled since the pause ended
-    hint = pause(BucketRow(request_level=2, updated_at=10.0), 10.0, 3.0, drain=False)
-    _, after = grant(hint, 13.0, limits, want_requests=1, need_tokens=0, want_tokens=0)
-    assert after.requests == 1
+def test_a_pause_moves_every_later_lease_past_its_end() -> None:
+    row = pause(ScheduleRow(request_tat=10.0), 10.0, 3.0)
+    assert pause(row, 10.0, 1.0).paused_until == 13.0  # a shorter pause never shortens one
+    row, during = take_lease(row, 11.0, 0.1, request_span_s=0.5, token_span_s=0.0)
+    assert during.request_start == pytest.approx(13.0) and during.paused_until == 13.0
+
+
+def test_give_back_only_when_nobody_leased_after() -> None:
+    row, lease = take_lease(ScheduleRow(), 50.0, 0.0, request_span_s=1.0, token_span_s=0.0)
+    mine = {"request_from": 50.4, "request_end": 51.0, "token_from": 0.0, "token_end": 0.0}
+    assert give_back(row, **mine).request_tat == pytest.approx(50.4)
+    row, _ = take_lease(row, 50.1, 0.0, request_span_s=1.0, token_span_s=0.0)  # someone else leased
+    assert give_back(row, **mine).request_tat == pytest.approx(52.0)
 
 
 def test_local_budget_paces_requests_and_tokens_under_the_limit() -> None:

@@ -8,7 +8,7 @@ given), else ``LocalBudget`` (this process only).
 from __future__ import annotations
 
 from reviewlens.config import LLMSettings
-from reviewlens.rate_budget.base import CREDIT_TTL_S, RateBudget, Reservation
+from reviewlens.rate_budget.base import RateBudget, Reservation
 from reviewlens.rate_budget.bucket import DEFAULT_BURST_S, DEFAULT_SAFETY, Limits
 from reviewlens.rate_budget.headers import RateLimitHeaders, parse_duration
 from reviewlens.rate_budget.local import LocalBudget
@@ -37,7 +37,6 @@ def make_budget(
 
 
 __all__ = [
-    "CREDIT_TTL_S",
     "DEFAULT_BURST_S",
     "DEFAULT_SAFETY",
     "Limits",

@@ -1,11 +1,23 @@
-"""The token-bucket arithmetic every budget backend shares (in memory, in Postgres, in Redis).
+"""The schedule arithmetic every budget backend shares (in memory, in Postgres, in Redis).
 
-A bucket row holds two levels (requests and tokens) that refill continuously at a rate slightly
-under the account's limit, up to a small burst capacity. A *grant* hands out credit in one step:
-requests only as whole units, tokens possibly beyond the level (the bucket goes into debt) so that
-a request larger than the burst capacity still gets through once the bucket is full. Pure functions
-on plain numbers so that the Postgres backend can run them inside a row-locked transaction and the
-Redis backend can mirror them in Lua.
+The account's capacity is a *timeline*: at ``safety × limit / 60`` per second, every request owns
+a slot of ``1 / request_rate`` seconds and every token ``1 / token_rate`` seconds of it. The store
+keeps, per account, the first free instant of each timeline (``request_tat``/``token_tat``, the
+"theoretical arrival time" of GCRA) and a ``paused_until``. A **lease** reserves the next stretch
+of each timeline for one process in one atomic step, and never fails: the stretch may lie in the
+future, and the process then sends its requests at their slot times by its own clock.
+
+Why a schedule and not a token bucket: a bucket can only hand out what has already refilled, so
+at the limit a shared bucket holds a crumb and every lease is a round trip per request (or a
+polling loop); what refills while nobody polls is lost above the bucket's capacity. A schedule can
+hand out the next 0.2 s of the account at once to whoever asks, so a process takes a few leases per
+second whatever the rate, and nothing is lost to a late poll.
+
+The guarantee: slots never overlap across processes, and a process uses a slot at the earliest at
+its time and at the latest ``burst_s`` after it (an older slot is dropped, see ``base.py``). Any
+window of W seconds therefore carries at most ``(W + burst_s) × rate + 1`` requests: with the
+defaults, 0.985 × 10.1 / 10 = 99.5 % of the limit in any 10 s window. Pure functions on plain
+numbers, mirrored in SQL (``postgres.py``) and Lua (``redis.py``).
 """
 
 from __future__ import annotations
@@ -15,15 +27,10 @@ from dataclasses import dataclass, replace
 
 # Aim this fraction of the provider's limit so that its own bucket never overflows.
 DEFAULT_SAFETY = 0.985
-# Burst capacity in seconds of refill. Providers (and the simulator) allow about one second's worth,
-# but any 10 s window may then see safety x (10 + burst_s) / 10 of the limit: 99.5 % with 0.985 and
-# 0.1 s (0.98 and 0.5 s allowed 102.9 %, which bench/throughput.py measured). It also sizes the
-# lease a shared budget waits for.
+# How far behind its slot a request may still go (event-loop lag, a lease's round trip), and how far
+# in the past a new lease may start. Any 10 s window may then see safety x (10 + burst_s) / 10 of
+# the limit: 99.5 % with 0.985 and 0.1 s (bench/throughput.py measures the peak 10 s window).
 DEFAULT_BURST_S = 0.1
-# A lease waits for this share of the burst capacity. The rest is slack for a late poll (event-loop
-# lag, a slow database round trip): refill beyond the capacity is lost, which at 500 req/s with half
-# the capacity measured 1.6 % of the rate; a quarter leaves 75 ms of slack whatever the rate.
-LEASE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class Limits:
 
     @property
     def request_capacity(self) -> float:
+        """The most requests that may go at once (a burst): ``burst_s`` worth, at least one."""
         rate = self.request_rate
         return math.inf if rate is None else max(1.0, rate * self.burst_s)
 
@@ -63,105 +71,64 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class BucketRow:
-    """Stored state of one account's bucket; times are seconds on the store's clock."""
+class ScheduleRow:
+    """Stored state of one account; instants are seconds on the store's clock (0 = never used)."""
 
-    request_level: float = 0.0
-    token_level: float = 0.0
-    updated_at: float = 0.0  # 0 = never used: the first refill fills the bucket
+    request_tat: float = 0.0  # first instant of the request timeline nobody holds yet
+    token_tat: float = 0.0
     paused_until: float = 0.0
 
 
 @dataclass(frozen=True)
-class Grant:
-    """Credit handed out by one grant; ``wait_s`` > 0 when nothing could be granted yet."""
+class Lease:
+    """Stretches of the timelines handed to one process; instants on the store's clock.
 
-    requests: int
-    tokens: float
-    wait_s: float = 0.0
-    paused_until: float = 0.0  # on the store's clock, so callers can mirror a shared pause
-    # After a grant: how long until the bucket holds another lease of the same size (0 = unknown).
-    # A caller that runs out of credit sleeps this long instead of polling the store in vain.
-    next_s: float = 0.0
-
-
-def refill(row: BucketRow, now: float, limits: Limits) -> BucketRow:
-    """Add what the rates earned since ``updated_at`` (never past capacity, never before a pause ends)."""
-    elapsed = max(0.0, now - row.updated_at)
-    requests = row.request_level
-    tokens = row.token_level
-    if limits.request_rate is not None:
-        requests = min(limits.request_capacity, requests + limits.request_rate * elapsed)
-    if limits.token_rate is not None:
-        tokens = min(limits.token_capacity, tokens + limits.token_rate * elapsed)
-    return replace(row, request_level=requests, token_level=tokens, updated_at=max(row.updated_at, now))
-
-
-def grant(
-    row: BucketRow, now: float, limits: Limits, *, want_requests: int, need_tokens: float, want_tokens: float
-) -> tuple[BucketRow, Grant]:
-    """Grant up to ``want_requests`` requests and ``want_tokens`` tokens, or say how long to wait.
-
-    Something is granted only when the whole lease is there: ``want_requests`` requests and
-    ``want_tokens`` tokens, each capped at ``LEASE_SHARE`` of the bucket's capacity (a local budget
-    wants exactly one request and its tokens; the rest of the capacity is slack for a late poll).
-    The token grant is then at least ``need_tokens`` even if that puts the bucket into debt, which
-    later refills pay back. Waiting for a whole lease instead of granting whatever crumb has
-    refilled keeps a shared store at a few leases per second at the limit, instead of one
-    transaction per request.
+    ``request_span_s`` seconds of the request timeline from ``request_start`` (0 = none asked),
+    likewise for tokens. ``now`` is the store's clock when the lease was taken, so that the caller
+    can map the instants onto its own clock.
     """
-    if now < row.paused_until:
-        return row, Grant(0, 0.0, wait_s=row.paused_until - now, paused_until=row.paused_until)
-    row = refill(row, now, limits)
-    req_rate, tok_rate = limits.request_rate, limits.token_rate
-    waits = [0.0]
-    request_threshold = 1.0
-    token_threshold = 0.0
-    if req_rate is not None:
-        # At least two requests when the capacity holds them: a lease of one is a transaction each.
-        share = max(limits.request_capacity * LEASE_SHARE, min(limits.request_capacity, 2.0))
-        request_threshold = max(1.0, min(float(want_requests), math.floor(share)))
-    if tok_rate is not None:
-        token_share = limits.token_capacity * LEASE_SHARE
-        token_threshold = min(max(need_tokens, min(want_tokens, token_share)), limits.token_capacity)
-    if req_rate is not None and row.request_level < request_threshold:
-        waits.append((request_threshold - row.request_level) / req_rate)
-    if tok_rate is not None and row.token_level < token_threshold:
-        waits.append((token_threshold - row.token_level) / tok_rate)
-    if max(waits) > 0.0:
-        return row, Grant(0, 0.0, wait_s=max(waits), paused_until=row.paused_until)
-    requests = want_requests
-    if req_rate is not None:
-        requests = max(1, min(want_requests, math.floor(row.request_level)))
-    tokens = want_tokens
-    if tok_rate is not None:
-        tokens = max(need_tokens, min(want_tokens, row.token_level))
-    new_row = replace(
-        row,
-        request_level=row.request_level - (requests if req_rate is not None else 0),
-        token_level=row.token_level - (tokens if tok_rate is not None else 0.0),
-    )
-    next_waits = [0.0]
-    if req_rate is not None:
-        next_waits.append((request_threshold - new_row.request_level) / req_rate)
-    if tok_rate is not None:
-        next_waits.append((token_threshold - new_row.token_level) / tok_rate)
-    return new_row, Grant(requests, tokens, paused_until=row.paused_until, next_s=max(next_waits))
+
+    now: float
+    request_start: float
+    request_span_s: float
+    token_start: float
+    token_span_s: float
+    paused_until: float
 
 
-def pause(row: BucketRow, now: float, seconds: float, *, drain: bool = True) -> BucketRow:
-    """Stop granting for ``seconds``.
+def take_lease(
+    row: ScheduleRow, now: float, burst_s: float, *, request_span_s: float, token_span_s: float
+) -> tuple[ScheduleRow, Lease]:
+    """Reserve the next ``request_span_s``/``token_span_s`` seconds of each timeline.
 
-    ``drain`` (after a 429: we overshot) also empties the bucket so that refill restarts from zero
-    when the pause ends and the callers don't stampede; without it the pause is only a "not before"
-    (the provider said its bucket is momentarily empty, which is normal when running at the limit).
+    A stretch starts where the last one ended, but never before the end of a pause and never more
+    than ``burst_s`` in the past (an idle account's past capacity is gone, bar one burst).
     """
-    until = max(row.paused_until, now + max(0.0, seconds))
-    if not drain:
-        return replace(row, paused_until=until)
-    return BucketRow(
-        request_level=min(row.request_level, 0.0),
-        token_level=min(row.token_level, 0.0),
-        updated_at=max(row.updated_at, until),
-        paused_until=until,
-    )
+    earliest = max(now - burst_s, row.paused_until)
+    request_start = token_start = earliest
+    request_tat, token_tat = row.request_tat, row.token_tat
+    if request_span_s > 0:
+        request_start = max(request_tat, earliest)
+        request_tat = request_start + request_span_s
+    if token_span_s > 0:
+        token_start = max(token_tat, earliest)
+        token_tat = token_start + token_span_s
+    new_row = replace(row, request_tat=request_tat, token_tat=token_tat)
+    return new_row, Lease(now, request_start, request_span_s, token_start, token_span_s, row.paused_until)
+
+
+def pause(row: ScheduleRow, now: float, seconds: float) -> ScheduleRow:
+    """Hand out nothing before ``now + seconds`` (a lease then starts at the pause's end)."""
+    return replace(row, paused_until=max(row.paused_until, now + max(0.0, seconds)))
+
+
+def give_back(
+    row: ScheduleRow, *, request_from: float, request_end: float, token_from: float, token_end: float
+) -> ScheduleRow:
+    """Return the unused tail of a process's last stretches, if nobody has leased after them."""
+    request_tat, token_tat = row.request_tat, row.token_tat
+    if request_from < request_end and math.isclose(request_tat, request_end, abs_tol=1e-6):
+        request_tat = request_from
+    if token_from < token_end and math.isclose(token_tat, token_end, abs_tol=1e-6):
+        token_tat = token_from
+    return replace(row, request_tat=request_tat, token_tat=token_tat)

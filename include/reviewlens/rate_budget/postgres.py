@@ -1,11 +1,11 @@
 """``PostgresBudget``: one rate budget per provider account for every chunk on every worker.
 
-RPM/TPM belong to the account, not to a process, so the bucket lives in the warehouse in a row per
-account key. A process takes a lease (about ``lease_s`` worth of the rate) in one short transaction:
-``SELECT ... FOR UPDATE`` of the row, the shared bucket arithmetic of ``bucket.py`` on the database
-clock, ``UPDATE``. The row lock serialises concurrent leases; the database clock
-(``clock_timestamp()``) is the one clock all workers agree on. A 429's pause is written to the same
-row so that other processes stop at their next lease.
+RPM/TPM belong to the account, not to a process, so the account's schedule (``bucket.py``) lives in
+the warehouse in a row per account key. A process leases the next ``lease_s`` of the timelines in
+**one statement**: an ``UPDATE … RETURNING`` that moves the row's free instants on, computed on the
+database clock (``clock_timestamp()``), the one clock all workers agree on. The row lock the
+``UPDATE`` takes serialises concurrent leases; no lease ever waits or fails, it may only lie in the
+future. A 429's pause is written to the same row so that other processes' next leases start after it.
 """
 
 from __future__ import annotations
@@ -18,44 +18,57 @@ from psycopg import sql
 
 from reviewlens.errors import ConfigurationError
 from reviewlens.rate_budget.base import RateBudget
-from reviewlens.rate_budget.bucket import (
-    DEFAULT_BURST_S,
-    DEFAULT_SAFETY,
-    BucketRow,
-    Grant,
-    Limits,
-    grant,
-    pause,
-)
+from reviewlens.rate_budget.bucket import DEFAULT_BURST_S, DEFAULT_SAFETY, Lease, Limits
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "reviewlens_rate_budget"
 DEFAULT_LEASE_S = 0.2
-RECONNECT_WAIT_S = 0.5
 
 _CREATE = """
 CREATE TABLE IF NOT EXISTS {table} (
     account_key         text PRIMARY KEY,
-    request_level       double precision NOT NULL DEFAULT 0,
-    token_level         double precision NOT NULL DEFAULT 0,
-    updated_at          double precision NOT NULL DEFAULT 0,  -- epoch s, database clock
-    paused_until        double precision NOT NULL DEFAULT 0,  -- epoch s, database clock
+    request_tat         double precision NOT NULL DEFAULT 0,  -- epoch s (database clock): first
+    token_tat           double precision NOT NULL DEFAULT 0,  -- instant of the timeline not leased
+    paused_until        double precision NOT NULL DEFAULT 0,  -- epoch s (database clock)
     requests_per_minute double precision,                     -- last limits used (informational)
     tokens_per_minute   double precision,
     leases              bigint NOT NULL DEFAULT 0
 )
 """
-_ENSURE_ROW = "INSERT INTO {table} (account_key) VALUES (%s) ON CONFLICT (account_key) DO NOTHING"
-_LOCK_ROW = """
-SELECT request_level, token_level, updated_at, paused_until,
-       extract(epoch FROM clock_timestamp())::double precision
-FROM {table} WHERE account_key = %s FOR UPDATE
+# A table made by an earlier version (token buckets) gets the schedule's columns.
+_UPGRADE = """
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS request_tat double precision NOT NULL DEFAULT 0,
+                    ADD COLUMN IF NOT EXISTS token_tat double precision NOT NULL DEFAULT 0
 """
-_STORE_ROW = """
-UPDATE {table} SET request_level = %s, token_level = %s, updated_at = %s, paused_until = %s,
-                   requests_per_minute = %s, tokens_per_minute = %s, leases = leases + %s
-WHERE account_key = %s
+_ENSURE_ROW = "INSERT INTO {table} (account_key) VALUES (%(key)s) ON CONFLICT (account_key) DO NOTHING"
+# bucket.take_lease in SQL; SET expressions read the row as it is once the UPDATE holds its lock.
+_LEASE = """
+WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::double precision AS now)
+UPDATE {table} AS b SET
+    request_tat = CASE WHEN %(rs)s > 0
+        THEN greatest(b.request_tat, clock.now - %(burst)s, b.paused_until) + %(rs)s
+        ELSE b.request_tat END,
+    token_tat = CASE WHEN %(ts)s > 0
+        THEN greatest(b.token_tat, clock.now - %(burst)s, b.paused_until) + %(ts)s
+        ELSE b.token_tat END,
+    requests_per_minute = %(rpm)s, tokens_per_minute = %(tpm)s, leases = b.leases + 1
+FROM clock WHERE b.account_key = %(key)s
+RETURNING clock.now, b.request_tat, b.token_tat, b.paused_until
+"""
+_PAUSE = """
+WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::double precision AS now)
+UPDATE {table} AS b SET paused_until = greatest(b.paused_until, clock.now + %(seconds)s)
+FROM clock WHERE b.account_key = %(key)s
+"""
+# bucket.give_back: only if nobody leased after our stretch.
+_GIVE_BACK = """
+UPDATE {table} SET
+    request_tat = CASE WHEN %(rf)s < %(re)s AND abs(request_tat - %(re)s) < 1e-6 THEN %(rf)s
+                       ELSE request_tat END,
+    token_tat = CASE WHEN %(tf)s < %(te)s AND abs(token_tat - %(te)s) < 1e-6 THEN %(tf)s
+                     ELSE token_tat END
+WHERE account_key = %(key)s
 """
 
 
@@ -82,78 +95,67 @@ class PostgresBudget(RateBudget):
         self._table = sql.Identifier(schema, table) if schema else sql.Identifier(table)
         self._conn: psycopg.AsyncConnection | None = None
         self._ever_connected = False
+        self._statements: dict[str, sql.Composed] = {}
         self._db_lock = asyncio.Lock()  # one statement sequence at a time on the one connection
 
     def __repr__(self) -> str:
         # Neither the DSN (may hold a password) nor the account key (names the provider) is shown.
         return f"PostgresBudget(limits={self.limits!r}, lease_s={self.lease_s})"
 
-    async def _grant(self, want_requests: int, need_tokens: float, want_tokens: float) -> Grant:
+    async def _take(self, request_span_s: float, token_span_s: float) -> Lease | None:
+        limits = self.limits
+        params = {
+            "rs": request_span_s,
+            "ts": token_span_s,
+            "burst": limits.burst_s,
+            "rpm": limits.requests_per_minute,
+            "tpm": limits.tokens_per_minute,
+            "key": self._key,
+        }
         try:
-            return await self._lease(want_requests, need_tokens, want_tokens)
-        except psycopg.OperationalError as exc:
+            async with self._db_lock:
+                conn = await self._connection()
+                cursor = await conn.execute(self._sql(_LEASE), params)
+                row = await cursor.fetchone()
+        except (psycopg.OperationalError, ConfigurationError) as exc:
+            self._drop_connection()
             if self._ever_connected:
                 # A blip of the warehouse must not fail reviews: wait and lease again (reconnecting).
                 log.warning("rate-budget database unavailable (%s); retrying the lease", type(exc).__name__)
-                return Grant(0, 0.0, wait_s=RECONNECT_WAIT_S)
-            raise
+                return None
+            if isinstance(exc, ConfigurationError):
+                raise
+            raise ConfigurationError(f"cannot reach the rate-budget database: {exc}") from None
+        assert row is not None  # the row is created with the connection
+        now, request_tat, token_tat, paused_until = row
+        earliest = max(now - limits.burst_s, paused_until)
+        return Lease(
+            now=now,
+            request_start=request_tat - request_span_s if request_span_s > 0 else earliest,
+            request_span_s=request_span_s,
+            token_start=token_tat - token_span_s if token_span_s > 0 else earliest,
+            token_span_s=token_span_s,
+            paused_until=paused_until,
+        )
 
-    async def _lease(self, want_requests: int, need_tokens: float, want_tokens: float) -> Grant:
-        async with self._db_lock:
-            conn = await self._connection()
-            limits = self.limits
-            async with conn.transaction():
-                cursor = await conn.execute(self._sql(_LOCK_ROW), (self._key,))
-                found = await cursor.fetchone()
-                assert found is not None  # the row is created with the connection
-                level_r, level_t, updated_at, paused_until, now = found
-                row = BucketRow(level_r, level_t, updated_at, paused_until)
-                row, granted = grant(
-                    row,
-                    now,
-                    limits,
-                    want_requests=want_requests,
-                    need_tokens=need_tokens,
-                    want_tokens=want_tokens,
-                )
-                await conn.execute(
-                    self._sql(_STORE_ROW),
-                    (
-                        row.request_level,
-                        row.token_level,
-                        row.updated_at,
-                        row.paused_until,
-                        limits.requests_per_minute,
-                        limits.tokens_per_minute,
-                        1 if granted.requests else 0,
-                        self._key,
-                    ),
-                )
-        return granted
-
-    async def _publish_pause(self, seconds: float, *, drain: bool) -> None:
+    async def _publish_pause(self, seconds: float) -> None:
         try:
-            await self._write_pause(seconds, drain=drain)
-        except psycopg.OperationalError as exc:
+            async with self._db_lock:
+                conn = await self._connection()
+                await conn.execute(self._sql(_PAUSE), {"seconds": seconds, "key": self._key})
+        except (psycopg.OperationalError, ConfigurationError) as exc:
             # The local pause already holds this process; the others will get their own 429s.
+            self._drop_connection()
             log.warning("could not share a pause through the database (%s)", type(exc).__name__)
 
-    async def _write_pause(self, seconds: float, *, drain: bool) -> None:
+    async def _give_back(
+        self, request_from: float, request_end: float, token_from: float, token_end: float
+    ) -> None:
+        if self._conn is None or self._conn.closed:
+            return
+        params = {"rf": request_from, "re": request_end, "tf": token_from, "te": token_end, "key": self._key}
         async with self._db_lock:
-            conn = await self._connection()
-            async with conn.transaction():
-                cursor = await conn.execute(self._sql(_LOCK_ROW), (self._key,))
-                found = await cursor.fetchone()
-                assert found is not None
-                level_r, level_t, updated_at, paused_until, now = found
-                row = pause(BucketRow(level_r, level_t, updated_at, paused_until), now, seconds, drain=drain)
-                await conn.execute(
-                    self._sql(
-                        "UPDATE {table} SET request_level = %s, token_level = %s, updated_at = %s,"
-                        " paused_until = %s WHERE account_key = %s"
-                    ),
-                    (row.request_level, row.token_level, row.updated_at, row.paused_until, self._key),
-                )
+            await self._conn.execute(self._sql(_GIVE_BACK), params)
 
     async def aclose(self) -> None:
         await super().aclose()
@@ -161,8 +163,16 @@ class PostgresBudget(RateBudget):
             await self._conn.close()
             self._conn = None
 
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            self._spawn(conn.close())
+
     def _sql(self, template: str) -> sql.Composed:
-        return sql.SQL(template).format(table=self._table)  # type: ignore[arg-type]
+        composed = self._statements.get(template)
+        if composed is None:  # composed once: a lease is on the hot path
+            composed = self._statements[template] = sql.SQL(template).format(table=self._table)  # type: ignore[arg-type]
+        return composed
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is not None and not self._conn.closed:
@@ -172,11 +182,16 @@ class PostgresBudget(RateBudget):
         except psycopg.OperationalError as exc:
             # psycopg's message names host, port and user, never the password.
             raise ConfigurationError(f"cannot reach the rate-budget database: {exc}") from None
-        try:
-            await conn.execute(self._sql(_CREATE))
-        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-            pass  # another process created it at the same moment
-        await conn.execute(self._sql(_ENSURE_ROW), (self._key,))
+        for statement in (_CREATE, _UPGRADE):
+            try:
+                await conn.execute(self._sql(statement))
+            except (
+                psycopg.errors.UniqueViolation,
+                psycopg.errors.DuplicateTable,
+                psycopg.errors.DuplicateColumn,
+            ):
+                pass  # another process created it at the same moment
+        await conn.execute(self._sql(_ENSURE_ROW), {"key": self._key})
         self._conn = conn
         self._ever_connected = True
         return conn
