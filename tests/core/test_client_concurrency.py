@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
 
 from reviewlens.client import ChatClient
@@ -67,6 +69,18 @@ def test_limiter_ignores_latency_until_it_has_enough_samples() -> None:
     for _ in range(20):
         limiter.on_success(time.monotonic(), 1.0)
     assert limiter.decreases == 0
+
+
+def test_limiter_is_not_fooled_by_spread_latency_or_a_fast_first_wave() -> None:
+    """LLM-like latency (lognormal, median 0.8 s, p95 2.5 s) with no congestion: never a decrease."""
+    rng = random.Random(7)
+    limiter = AdaptiveLimiter(256, initial=64)
+    first_wave_sent = time.monotonic()
+    for latency in sorted(rng.lognormvariate(math.log(0.8), 0.69) for _ in range(64)):
+        limiter.on_success(first_wave_sent, latency)  # the first wave comes back fastest first
+    for _ in range(5000):
+        limiter.on_success(time.monotonic(), rng.lognormvariate(math.log(0.8), 0.69))
+    assert limiter.decreases == 0 and limiter.lowest_limit == 64
 
 
 def test_limiter_backs_off_when_latency_climbs_far_above_baseline() -> None:
