@@ -34,7 +34,7 @@ POOL = "llm_provider"
 def review_sentiment_daily():
     @task
     def check_setup() -> dict:
-        """Fail before any spend if a connection, table, key or model is wrong."""
+        """Fail before any spend if a connection, table, key or model is wrong; prove the endpoint."""
         return tasks.check_setup(get_current_context())
 
     @task
@@ -43,18 +43,19 @@ def review_sentiment_daily():
         return tasks.plan_chunks(get_current_context())
 
     @task(pool=POOL, retries=3)
-    def analyze_chunk(chunk: dict) -> dict:
-        """Analyze one chunk against the LLM endpoint, checkpointing as it goes."""
-        return tasks.analyze_chunk(chunk, get_current_context())
+    def analyze_chunk(chunk: dict, setup: dict | None = None) -> dict:
+        """Analyze one chunk against the LLM endpoint (seeded by check_setup), checkpointing as it goes."""
+        return tasks.analyze_chunk(chunk, get_current_context(), setup)
 
     @task(trigger_rule="none_failed")
     def aggregate_day(reports: list[dict]) -> dict:
         """Write the day's summary row from the warehouse tables."""
         return tasks.aggregate_day(get_current_context())
 
+    setup = check_setup()
     chunks = plan_chunks()
-    check_setup() >> chunks
-    aggregate_day(analyze_chunk.expand(chunk=chunks))
+    setup >> chunks
+    aggregate_day(analyze_chunk.partial(setup=setup).expand(chunk=chunks))
 
 
 review_sentiment_daily_dag = review_sentiment_daily()

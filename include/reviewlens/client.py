@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,6 +42,7 @@ DEFAULT_TRANSPORT: Transport = "aiohttp"
 KEEPALIVE_EXPIRY_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
 EXPECTED_OUTPUT_SMOOTHING = 0.2
+USER_AGENT = "reviewlens"
 
 T = TypeVar("T")
 _Kind = Literal["auth", "bad_request", "rate_limited", "timeout", "unavailable"]
@@ -153,35 +155,51 @@ def _provider_message(response: httpx.Response) -> str:
     return str(message or response.text or response.reason_phrase)[:500]
 
 
-def _make_http(settings: LLMSettings, transport: Transport | httpx.AsyncBaseTransport) -> httpx.AsyncClient:
+def _make_transport(
+    settings: LLMSettings, transport: Transport | httpx.AsyncBaseTransport
+) -> httpx.AsyncBaseTransport:
+    if not isinstance(transport, str):
+        return transport
     limits = httpx.Limits(
         max_connections=settings.max_concurrency,
         max_keepalive_connections=settings.max_concurrency,
         keepalive_expiry=KEEPALIVE_EXPIRY_S,
     )
-    headers = {"Accept": "application/json"}
-    if settings.api_key:
-        headers["Authorization"] = f"Bearer {settings.api_key.reveal()}"
     if transport == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        chosen: httpx.AsyncBaseTransport | None = AiohttpTransport(limits=limits)
-    elif transport == "httpx":
-        chosen = None
-    else:
-        chosen = transport  # type: ignore[assignment]
+        return AiohttpTransport(limits=limits)
+    if transport == "httpx":
+        return httpx.AsyncHTTPTransport(limits=limits)
+    raise ValueError(f"unknown transport {transport!r}: use 'aiohttp' or 'httpx'")
+
+
+def _base_headers(settings: LLMSettings) -> dict[str, str]:
+    headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    if settings.api_key:
+        headers["Authorization"] = f"Bearer {settings.api_key.reveal()}"
+    return headers
+
+
+def _make_http(settings: LLMSettings, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=settings.base_url.rstrip("/") + "/",
-        headers=headers,
-        limits=limits,
+        headers=_base_headers(settings),
         timeout=httpx.Timeout(settings.timeout_s, connect=min(CONNECT_TIMEOUT_S, settings.timeout_s)),
-        transport=chosen,
+        transport=transport,
         trust_env=False,  # proxies from the environment would silently reroute the provider's traffic
     )
 
 
 class ChatClient:
-    """An OpenAI-compatible chat client for one chunk: one connection pool, many concurrent calls."""
+    """An OpenAI-compatible chat client for one chunk: one connection pool, many concurrent calls.
+
+    Until a reply proves the API key, calls go one at a time, so that a wrong key costs one request.
+    ``key_verified=True`` skips that: pass it when the key was proven just before by a real chat
+    completion (``preflight.prove_endpoint``, run by the DAG's ``check_setup``), and the chunk opens
+    its whole window at once. A 401/403 still latches: every call not yet on the wire fails at once
+    without sending, so a key revoked after the proof costs at most the requests already in flight.
+    """
 
     def __init__(
         self,
@@ -191,6 +209,8 @@ class ChatClient:
         transport: Transport | httpx.AsyncBaseTransport = DEFAULT_TRANSPORT,
         policy: RetryPolicy | None = None,
         limiter: AdaptiveLimiter | None = None,
+        key_verified: bool = False,
+        expected_output_ratio: float | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy or RetryPolicy.from_settings(settings)
@@ -203,14 +223,25 @@ class ChatClient:
             settings.max_concurrency, initial=settings.max_concurrency if paced else None
         )
         self.stats = ClientStats()
-        self._http = _make_http(settings, transport)
+        self._transport = _make_transport(settings, transport)
+        self._http = _make_http(settings, self._transport)
+        # The hot path (``complete``) hands prepared ``httpx.Request``s straight to the transport: the
+        # client's per-request machinery (header merging, auth and redirect flows, and above all the
+        # cookie jar, ~0.2 ms per reply) does nothing for a JSON API call. See docs/benchmarks.md.
+        self._post_headers = {**_base_headers(settings), "Content-Type": "application/json"}
         # Absolute, pre-parsed URLs: httpx would otherwise parse and join the relative path per request.
         self._chat_url = httpx.URL(settings.base_url.rstrip("/") + "/chat/completions")
         self._models_url = httpx.URL(settings.base_url.rstrip("/") + "/models")
         self._auth_failure: str | None = None
-        self._verified = False  # a reply other than 401/403 has proven the key
-        self._gate = asyncio.Lock()  # until then, one request at a time
-        self._expected_output: float | None = None
+        # A reply other than 401/403 (or a preflight proof just before, ``key_verified``) has proven
+        # the key; until then, one request at a time behind the gate.
+        self._verified = key_verified
+        self._gate = asyncio.Lock()
+        # Output tokens as a share of ``max_tokens`` (moving average of real replies): a share, not a
+        # count, so that what one size of request taught (the preflight's single review) carries over
+        # to packs of K. Seeded from the preflight, the first wave of a chunk reserves what replies
+        # really cost instead of ``max_tokens`` each (which slowed a token-limited start for seconds).
+        self._expected_ratio: float | None = expected_output_ratio
 
     def __repr__(self) -> str:
         return f"ChatClient(base_url={self.settings.base_url!r}, model={self.settings.model!r})"
@@ -229,9 +260,14 @@ class ChatClient:
 
     def expected_output_tokens(self, max_tokens: int) -> int:
         """Output tokens to reserve: the moving average of real replies, capped by ``max_tokens``."""
-        if self._expected_output is None:
+        if self._expected_ratio is None:
             return max_tokens
-        return min(max_tokens, round(self._expected_output) + 1)
+        return min(max_tokens, math.ceil(self._expected_ratio * max_tokens) + 1)
+
+    @property
+    def expected_output_ratio(self) -> float | None:
+        """What replies have cost so far, as a share of their ``max_tokens`` (None before any)."""
+        return self._expected_ratio
 
     async def complete(
         self,
@@ -256,12 +292,14 @@ class ChatClient:
             body["response_format"] = response_format
         prompt_tokens = count_message_tokens(messages)
 
+        encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
         async def send(timeout: float) -> tuple[ChatReply, int]:
             started = time.monotonic()
-            response = await self._http.post(self._chat_url, json=body, timeout=timeout)
+            response = await self._post(encoded, timeout)
             self._check_status(response)
             try:
-                payload = response.json()
+                payload = json.loads(response.content)
                 choice = payload["choices"][0]
                 usage = payload.get("usage") or {}
                 content = choice["message"].get("content") or ""
@@ -278,7 +316,7 @@ class ChatClient:
                 request_id=payload.get("id") or response.headers.get("x-request-id"),
                 finish_reason=choice.get("finish_reason"),
             )
-            self._learn_output(completion)
+            self._learn_output(completion, max_tokens)
             return reply, reply.prompt_tokens + reply.completion_tokens
 
         reserve = prompt_tokens + self.expected_output_tokens(max_tokens)
@@ -286,6 +324,29 @@ class ChatClient:
         self.stats.prompt_tokens += reply.prompt_tokens
         self.stats.completion_tokens += reply.completion_tokens
         return replace(reply, attempts=attempts)
+
+    async def _post(self, content: bytes, timeout: float) -> httpx.Response:
+        """POST a JSON body to the chat endpoint and read the whole reply."""
+        request = httpx.Request(
+            "POST",
+            self._chat_url,
+            headers=self._post_headers,
+            content=content,
+            extensions={
+                "timeout": {
+                    "connect": min(CONNECT_TIMEOUT_S, timeout),
+                    "read": timeout,
+                    "write": timeout,
+                    "pool": timeout,
+                }
+            },
+        )
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     async def list_models(self) -> list[str]:
         """Ids of the models the endpoint serves (also a cheap check of URL and key)."""
@@ -323,7 +384,7 @@ class ChatClient:
                     await response.aread()
                 self._check_status(response)
                 probe = await _read_sse(response, started, prompt_tokens)
-            self._learn_output(probe.completion_tokens)
+            self._learn_output(probe.completion_tokens, max_tokens)
             return probe, probe.prompt_tokens + probe.completion_tokens
 
         reserve = prompt_tokens + self.expected_output_tokens(max_tokens)
@@ -377,14 +438,16 @@ class ChatClient:
         except TimeoutError:
             raise _WaitedPastDeadline from None
         try:
-            if self._verified:
-                result, sent_at = await self._budgeted_send(send, reserve_tokens, deadline)
-            else:
+            sent = None
+            if not self._verified:
                 # Until a reply proves the key, one request at a time: a wrong key costs one request.
                 # The gate is taken before the budget so that a 429 on the first request pauses the rest.
+                # Whoever queued here meanwhile goes on at once when the key is proven, not one by one.
                 async with self._gate:
                     self._raise_if_latched(0)
-                    result, sent_at = await self._budgeted_send(send, reserve_tokens, deadline)
+                    if not self._verified:
+                        sent = await self._budgeted_send(send, reserve_tokens, deadline)
+            result, sent_at = sent or await self._budgeted_send(send, reserve_tokens, deadline)
             # The provider's latency only: time spent waiting for the budget is our own pacing, and
             # counting it would read a rate-limited run as a congested provider.
             self.limiter.on_success(sent_at, time.monotonic() - sent_at)
@@ -459,7 +522,8 @@ class ChatClient:
         """Learn from the reply's headers and raise a classified ``_Failure`` for an error status."""
         status = response.status_code
         self.stats.by_status[status] += 1
-        headers = response.headers
+        # One pass over the reply's headers: httpx's Headers scans and decodes them all per lookup.
+        headers = dict(response.headers.items())
         self.budget.observe_headers(headers)
         if status < 400:
             self._verified = True
@@ -482,12 +546,13 @@ class ChatClient:
         if self._auth_failure is not None:
             raise AuthenticationFailed(self._auth_failure, status=401, attempts=attempts)
 
-    def _learn_output(self, completion_tokens: int) -> None:
-        current = self._expected_output
+    def _learn_output(self, completion_tokens: int, max_tokens: int) -> None:
+        ratio = min(1.0, completion_tokens / max(1, max_tokens))
+        current = self._expected_ratio
         if current is None:
-            self._expected_output = float(completion_tokens)
+            self._expected_ratio = ratio
         else:
-            self._expected_output = current + EXPECTED_OUTPUT_SMOOTHING * (completion_tokens - current)
+            self._expected_ratio = current + EXPECTED_OUTPUT_SMOOTHING * (ratio - current)
 
 
 def _gave_up_at_deadline(last: _Failure | None, attempts: int) -> ProviderError:

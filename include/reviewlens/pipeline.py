@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import psycopg
 
@@ -77,8 +78,19 @@ def plan_chunks(conn: psycopg.Connection, cfg: PipelineConfig, interval: Interva
     return chunks
 
 
-def analyze_chunk(connect: ConnFactory, cfg: PipelineConfig, chunk: ChunkSpec) -> ChunkReport:
-    """Analyze one chunk: skip what is finished, checkpoint as results arrive, reconcile at the end."""
+def analyze_chunk(
+    connect: ConnFactory,
+    cfg: PipelineConfig,
+    chunk: ChunkSpec,
+    *,
+    endpoint: Mapping[str, Any] | None = None,
+) -> ChunkReport:
+    """Analyze one chunk: skip what is finished, checkpoint as results arrive, reconcile at the end.
+
+    ``endpoint`` is what the preflight proved (``EndpointState.as_dict``, from ``check_setup``): with
+    it the chunk's first requests go out together instead of one request alone first. Without it,
+    or when it was learned from another endpoint or model, the chunk proves the endpoint itself.
+    """
     started = time.monotonic()
     version = cfg.version
     day = date.fromisoformat(chunk.day)
@@ -112,7 +124,7 @@ def analyze_chunk(connect: ConnFactory, cfg: PipelineConfig, chunk: ChunkSpec) -
     auth_error: AuthenticationFailed | None = None
     stats = {}
     try:
-        stats = asyncio.run(_analyze(todo, cfg, checkpointer))
+        stats = asyncio.run(_analyze(todo, cfg, checkpointer, endpoint))
     except AuthenticationFailed as exc:  # outcomes for every review were already checkpointed
         auth_error = exc
     finally:
@@ -137,9 +149,11 @@ def analyze_chunk(connect: ConnFactory, cfg: PipelineConfig, chunk: ChunkSpec) -
     return report
 
 
-async def _analyze(todo: list[Review], cfg: PipelineConfig, checkpointer: Checkpointer) -> dict:
+async def _analyze(
+    todo: list[Review], cfg: PipelineConfig, checkpointer: Checkpointer, endpoint: Mapping[str, Any] | None
+) -> dict:
     """Run the analyzer with one pooled client and the account's rate budget (shared via the warehouse)."""
-    from reviewlens.analyzer import analyze_reviews
+    from reviewlens.analyzer import EndpointState, analyze_reviews
     from reviewlens.client import ChatClient
     from reviewlens.rate_budget import make_budget
 
@@ -147,11 +161,20 @@ async def _analyze(todo: list[Review], cfg: PipelineConfig, checkpointer: Checkp
         return {"requests": 0}
     flusher = asyncio.create_task(checkpointer.run())
     stats: dict = {}
+    # Seeded by the preflight: key proven and response_format known, so no lone first request.
+    state = EndpointState.from_dict(endpoint, cfg.llm)
+    log.info(
+        "Endpoint %s (response_format %s)",
+        f"proven at {state.checked_at} by the preflight" if state.checked else "not proven yet",
+        state.response_format or cfg.llm.response_format,
+    )
 
     async def analyze() -> None:
         async with (
             make_budget(cfg.llm, dsn=cfg.budget_dsn) as budget,
-            ChatClient(cfg.llm, budget=budget) as client,
+            ChatClient(
+                cfg.llm, budget=budget, key_verified=state.checked, expected_output_ratio=state.output_ratio
+            ) as client,
         ):
             try:
                 await analyze_reviews(
@@ -162,6 +185,7 @@ async def _analyze(todo: list[Review], cfg: PipelineConfig, checkpointer: Checkp
                     prices=cfg.prices,
                     max_review_chars=cfg.run.max_review_chars,
                     on_outcome=checkpointer.add,
+                    endpoint_state=state,
                 )
             finally:
                 stats["requests"] = client.stats.requests

@@ -19,6 +19,7 @@ for those models.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -94,6 +95,16 @@ def heuristic_count(text: str) -> int:
 
 def count_message_tokens(messages: list[dict]) -> int:
     """Prompt tokens of a chat request: each message's content plus framing, as OpenAI counts them."""
-    return REPLY_PRIMING_TOKENS + sum(
-        TOKENS_PER_MESSAGE + count_tokens(str(m.get("content") or "")) for m in messages
-    )
+    total = REPLY_PRIMING_TOKENS
+    for message in messages:
+        content = str(message.get("content") or "")
+        # The system prompt is the same in every request of a run: counted once, not per request.
+        total += TOKENS_PER_MESSAGE + (
+            _count_system(content) if message.get("role") == "system" else count_tokens(content)
+        )
+    return total
+
+
+@functools.lru_cache(maxsize=16)
+def _count_system(content: str) -> int:
+    return count_tokens(content)

@@ -13,7 +13,7 @@ from reviewlens import pipeline
 from reviewlens.dry_run import estimate_day
 from reviewlens.errors import AuthenticationFailed, ConfigurationError
 from reviewlens.models import ChunkSpec
-from reviewlens.preflight import check_endpoint
+from reviewlens.preflight import check_and_prove_endpoint, check_endpoint
 from reviewlens.sources import Interval, open_source
 from reviewlens_airflow.hooks import WarehouseHook
 from reviewlens_airflow.params import build_config
@@ -51,16 +51,25 @@ def _interval(context: dict[str, Any]) -> Interval:
 
 @fail_fast
 def check_setup(context: dict[str, Any]) -> dict[str, Any]:
-    """Fail before any spend: warehouse, source table and columns, endpoint, key and model."""
+    """Fail before any spend: warehouse, source table and columns, endpoint, key and model.
+
+    Then prove the endpoint with one tiny chat completion (not in a dry run, which sends nothing):
+    the returned ``endpoint`` facts (key verified, response_format; no secret) seed every
+    ``analyze_chunk``, so that no chunk waits a round trip for a lone first request.
+    """
     cfg = build_config(context["params"], shared_budget=False)
     with WarehouseHook().connect() as conn:
         open_source(cfg.source, conn).check()
-    info = check_endpoint(cfg.llm)
+    if context["params"].get("dry_run"):
+        info = check_endpoint(cfg.llm)
+    else:
+        info = check_and_prove_endpoint(cfg.llm, cfg.taxonomy)
     log.info(
-        "Setup OK: endpoint %s serves model %s; analysis version %s",
+        "Setup OK: endpoint %s serves model %s; analysis version %s; endpoint facts %s",
         cfg.llm.base_url,
         cfg.llm.model,
         cfg.version,
+        info.get("endpoint", "not proven (dry run)"),
     )
     return {"analysis_version": cfg.version, "model": cfg.llm.model, **info}
 
@@ -93,10 +102,15 @@ def _log_estimate(estimate: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @fail_fast
-def analyze_chunk(chunk: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """Analyze one chunk and return its counts."""
+def analyze_chunk(
+    chunk: dict[str, Any], context: dict[str, Any], setup: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Analyze one chunk and return its counts; ``setup`` is check_setup's XCom (the endpoint facts)."""
     cfg = build_config(context["params"])
-    report = pipeline.analyze_chunk(WarehouseHook().connect, cfg, ChunkSpec.from_xcom(chunk))
+    endpoint = (setup or {}).get("endpoint")
+    report = pipeline.analyze_chunk(
+        WarehouseHook().connect, cfg, ChunkSpec.from_xcom(chunk), endpoint=endpoint
+    )
     return report.to_xcom()
 
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reviewlens.analyzer import _split, aliases, analyze_reviews, plan_packs
+from reviewlens.analyzer import MIN_PACKS_AHEAD, _split, aliases, analyze_reviews, iter_packs, plan_packs
 from reviewlens.config import LLMSettings
 from reviewlens.models import Review, ReviewOutcome
 from reviewlens.pricing import load_prices
@@ -70,6 +70,62 @@ def test_packs_keep_order_and_size_and_never_hold_one_id_twice() -> None:
     assert plan_packs(["a", "b", "a", "c"], 5, key=str) == [["a", "b"], ["a", "c"]]
     assert plan_packs(items, 0, key=str) == [[x] for x in items]
     assert aliases(3) == ["1", "2", "3"]
+
+
+def test_iter_packs_draws_items_only_as_far_as_the_packs_asked_for() -> None:
+    drawn: list[str] = []
+
+    def items(values: str):
+        for value in values:
+            drawn.append(value)
+            yield value
+
+    packs = iter_packs(items("abcdefg"), 3, key=str)
+    assert next(packs) == ["a", "b", "c"] and drawn == ["a", "b", "c"]  # nothing drawn ahead
+    assert list(packs) == [["d", "e", "f"], ["g"]]
+    drawn.clear()
+    packs = iter_packs(items("abac"), 5, key=str)
+    assert next(packs) == ["a", "b"] and drawn == ["a", "b", "a"]  # a repeated id is the one look-ahead
+    assert list(packs) == [["a", "c"]]
+    for values, size in (("abcab", 2), ("aaab", 3), ("abcdef", 4), ("", 2)):
+        assert list(iter_packs(values, size, key=str)) == plan_packs(list(values), size, key=str)
+
+
+class SlowEchoClient(EchoClient):
+    """EchoClient that takes a moment per reply and records what the event loop held meanwhile."""
+
+    def __init__(self, seen: list[ReviewOutcome]) -> None:
+        super().__init__()
+        self.seen = seen
+        self.outcomes_at_first_call: int | None = None
+        self.peak_tasks = 0
+
+    async def complete(self, messages: list[dict], *, max_tokens: int, response_format: dict | None = None):
+        if self.outcomes_at_first_call is None:
+            self.outcomes_at_first_call = len(self.seen)
+        self.peak_tasks = max(self.peak_tasks, len(asyncio.all_tasks()))
+        await asyncio.sleep(0.001)
+        return await super().complete(messages, max_tokens=max_tokens, response_format=response_format)
+
+
+def test_reviews_are_prepared_lazily_and_live_pack_tasks_stay_bounded() -> None:
+    # 1,500 packs, the empty reviews last: preparing everything first would report them before any call.
+    reviews = [Review(f"r{i}", f"review number {i}") for i in range(1500)] + [
+        Review(f"e{i}", "") for i in range(5)
+    ]
+    seen: list[ReviewOutcome] = []
+    client = SlowEchoClient(seen)
+    llm = LLMSettings(base_url="http://unused/v1", reviews_per_request=1, max_concurrency=8)
+    outcomes = asyncio.run(
+        analyze_reviews(
+            reviews, client, settings=llm, taxonomy=TAXONOMY, prices=PRICES, on_outcome=seen.append
+        )
+    )
+    assert client.outcomes_at_first_call == 0  # the first request left before the empty ones were reached
+    assert client.peak_tasks <= MIN_PACKS_AHEAD + 1  # the window (max(64, 2 x 8)) plus the run itself
+    assert [o.review_id for o in outcomes] == [r.review_id for r in reviews] and len(seen) == len(reviews)
+    assert [o.reason for o in outcomes[-5:]] == ["empty_text"] * 5 and all(o.ok for o in outcomes[:-5])
+    assert len(client.calls) == 1500
 
 
 def test_split_is_proportional_and_adds_up_exactly() -> None:

@@ -215,3 +215,90 @@ def test_shared_endpoint_state_learns_the_fallback_once_per_process(simulator_fa
     assert all(o.ok for o in asyncio.run(go()))
     assert [e["status"] for e in sim.requests()] == [400, 200, 200]
     assert state.response_format == "none"
+
+
+# --- the lazy feeder: a sliding window of pack tasks over reviews prepared as it reaches them ------------
+
+
+def mixed_reviews(count: int) -> list[Review]:
+    """Ordinary, hostile, empty and duplicate-id reviews, interleaved (ids repeat on purpose)."""
+    from reviewlens.sample_data import HOSTILE
+
+    reviews = []
+    for i in range(count):
+        if i % 9 == 4:
+            reviews.append(Review(f"rev-{i - 1:04d}", TEXTS[i % len(TEXTS)]))  # the previous review's id
+        elif i % 7 == 3:
+            reviews.append(Review(f"rev-{i:04d}", HOSTILE[i % len(HOSTILE)]))  # some of them empty
+        else:
+            reviews.append(Review(f"rev-{i:04d}", f"{TEXTS[i % len(TEXTS)]} ({i})"))
+    return reviews
+
+
+def test_the_feeder_keeps_one_outcome_per_review_with_hostile_empty_and_duplicate_ids(
+    simulator, sim_api_key
+) -> None:
+    from collections import Counter
+
+    from reviewlens.prompts import prepare_review_text
+    from reviewlens.sample_data import HOSTILE
+
+    reviews = mixed_reviews(400)  # K=2: ~190 packs, three times the window of 64 at max_concurrency 4
+    assert len({r.review_id for r in reviews}) < len(reviews)
+    run = analyze(simulator, sim_api_key, reviews, reviews_per_request=2, max_concurrency=4)
+    assert Counter(o.review_id for o in run.seen) == Counter(r.review_id for r in reviews)
+    for review, outcome in zip(reviews, run.outcomes, strict=True):
+        try:
+            prepare_review_text(review.body, 8000)
+        except Exception:
+            assert outcome.reason == "empty_text" and outcome.attempts == 0
+        else:
+            assert outcome.ok, outcome
+    assert any(not r.body.strip() for r in reviews) and any(r.body in HOSTILE[2:] for r in reviews)
+    # Each request held at most K reviews and no alias twice (so no source id twice either).
+    assert all(len(e["review_ids"]) == len(set(e["review_ids"])) <= 2 for e in run.log)
+
+
+@pytest.mark.parametrize("seeded", [False, True])
+def test_a_key_revoked_mid_run_fails_every_review_not_final_including_those_not_reached(
+    simulator_factory, sim_api_key, seeded: bool
+) -> None:
+    from reviewlens.analyzer import EndpointState
+
+    sim = simulator_factory(SimulatorConfig(api_key=sim_api_key, latency_median_ms=20))
+    reviews = [Review(f"rev-{i:04d}", f"{TEXTS[i % len(TEXTS)]} ({i})") for i in range(400)]
+    reviews += [Review("empty-at-the-end", "")]  # never reached: auth_failed, like every unstarted review
+    llm = LLMSettings(
+        base_url=sim.base_url, api_key=Secret(sim_api_key), reviews_per_request=1, max_concurrency=4
+    )
+    seen: list[ReviewOutcome] = []
+
+    def revoke_after_twenty(outcome: ReviewOutcome) -> None:
+        seen.append(outcome)
+        if len(seen) == 20:
+            sim.configure(api_key="sk-rotated-elsewhere")
+
+    async def go() -> None:
+        state = EndpointState(checked=seeded)
+        async with ChatClient(llm, key_verified=seeded) as client:
+            await analyze_reviews(
+                reviews,
+                client,
+                settings=llm,
+                taxonomy=TAXONOMY,
+                prices=PRICES,
+                on_outcome=revoke_after_twenty,
+                endpoint_state=state,
+            )
+
+    with pytest.raises(AuthenticationFailed):
+        asyncio.run(go())
+    assert sorted(o.review_id for o in seen) == sorted(r.review_id for r in reviews)  # each exactly once
+    analyzed = [o for o in seen if o.ok]
+    failed = [o for o in seen if not o.ok]
+    assert len(analyzed) >= 20 and all(o.reason == "auth_failed" and o.http_status == 401 for o in failed)
+    assert failed[-1].review_id == "empty-at-the-end" and failed[-1].attempts == 0
+    statuses = [e["status"] for e in sim.requests()]
+    # Only what was already on the wire when the key went: at most one window of the client.
+    assert 1 <= statuses.count(401) <= llm.max_concurrency
+    assert len(statuses) <= len(analyzed) + llm.max_concurrency

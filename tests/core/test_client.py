@@ -83,6 +83,40 @@ def test_wrong_key_stops_the_client_after_exactly_one_request(
     assert wrong not in caplog.text
 
 
+def test_a_preflight_verified_key_sends_at_once_and_a_rejection_still_latches(
+    simulator_factory, sim_api_key: str
+) -> None:
+    sim = simulator_factory(SimulatorConfig(api_key=sim_api_key, latency_median_ms=200))
+
+    def first_overlap() -> int:
+        log = sim.requests()
+        first = min(log, key=lambda e: e["t_start"])
+        return sum(1 for e in log if e["t_start"] < first["t_end"])
+
+    async def burst(key: str, verified: bool) -> list[BaseException | ChatReply]:
+        settings = settings_for(sim, key, max_concurrency=8)
+        async with client_for(settings, key_verified=verified) as client:
+            outcomes = await asyncio.gather(
+                *(client.complete(MESSAGES) for _ in range(30)), return_exceptions=True
+            )
+            if not verified or key == sim_api_key:
+                return outcomes
+            with pytest.raises(AuthenticationFailed):
+                await client.list_models()  # latched: fails at once, without sending
+            return outcomes
+
+    assert all(isinstance(o, ChatReply) for o in asyncio.run(burst(sim_api_key, verified=True)))
+    assert first_overlap() == 8  # a full window at once, no lone first request
+    sim.reset()
+    asyncio.run(burst(sim_api_key, verified=False))
+    assert first_overlap() == 1
+
+    sim.reset()  # a key that the preflight proved and that was revoked since
+    outcomes = asyncio.run(burst("sk-revoked-after-the-proof", verified=True))
+    assert all(isinstance(o, AuthenticationFailed) for o in outcomes)
+    assert 1 <= len(sim.requests()) <= 8  # what was on the wire when the first 401 came back, no more
+
+
 def test_server_errors_exhaust_the_attempts_and_raise_provider_unavailable(
     simulator: SimulatorHandle, sim_api_key: str
 ) -> None:
@@ -193,3 +227,22 @@ def test_stream_cut_before_done_is_retried(simulator_factory, sim_api_key: str) 
 
     probe = asyncio.run(run())
     assert probe.attempts == 2 and probe.finish_reason == "stop"
+
+
+def test_reservations_follow_what_replies_cost_as_a_share_of_max_tokens(
+    simulator: SimulatorHandle, sim_api_key: str
+) -> None:
+    settings = LLMSettings(base_url=simulator.base_url, api_key=Secret(sim_api_key))
+
+    async def run() -> tuple[int, int, float | None]:
+        async with ChatClient(settings, expected_output_ratio=0.1) as seeded, ChatClient(settings) as fresh:
+            assert fresh.expected_output_tokens(400) == 400  # nothing known yet: reserve the ceiling
+            seeded_reserve = seeded.expected_output_tokens(400)  # the preflight's share, for any size
+            reply = await fresh.complete(
+                [{"role": "user", "content": "Great kettle, fast boil."}], max_tokens=400
+            )
+            return seeded_reserve, reply.completion_tokens, fresh.expected_output_ratio
+
+    seeded_reserve, completion, ratio = asyncio.run(run())
+    assert seeded_reserve == 41
+    assert ratio == completion / 400

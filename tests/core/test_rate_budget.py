@@ -9,7 +9,7 @@ import pytest
 
 from reviewlens.client import ChatClient
 from reviewlens.config import LLMSettings, Secret
-from reviewlens.rate_budget import Limits, LocalBudget, PostgresBudget, make_budget
+from reviewlens.rate_budget import LocalBudget, PostgresBudget, make_budget
 from reviewlens.rate_budget.bucket import ScheduleRow, give_back, pause, take_lease
 from reviewlens.simulator import FaultConfig, SimulatorConfig, SimulatorHandle
 
@@ -46,7 +46,7 @@ def test_a_pause_moves_every_later_lease_past_its_end() -> None:
 
 
 def test_give_back_only_when_nobody_leased_after() -> None:
-    row, lease = take_lease(ScheduleRow(), 50.0, 0.0, request_span_s=1.0, token_span_s=0.0)
+    row, _ = take_lease(ScheduleRow(), 50.0, 0.0, request_span_s=1.0, token_span_s=0.0)
     mine = {"request_from": 50.4, "request_end": 51.0, "token_from": 0.0, "token_end": 0.0}
     assert give_back(row, **mine).request_tat == pytest.approx(50.4)
     row, _ = take_lease(row, 50.1, 0.0, request_span_s=1.0, token_span_s=0.0)  # someone else leased

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 
+from reviewlens.preflight import PROOF_ALIAS
 from reviewlens.sample_data import generate_reviews, seed_reviews
 from scripts.airflow_env import llm_connection, warehouse_connection
 
@@ -82,7 +83,10 @@ def test_rerunning_a_day_changes_no_count_and_pays_for_nothing(deployment):
     second = snapshot(db, DAY1)
     assert second == first
     chat_requests = [r for r in sim.requests()[requests_before:] if r.get("review_ids")]
-    assert chat_requests == [], "finished reviews were requested again"
+    # The one request a run always pays is check_setup's proof of the endpoint (a synthetic review).
+    assert [r["review_ids"] for r in chat_requests] == [[PROOF_ALIAS]], (
+        "finished reviews were requested again"
+    )
 
 
 def test_the_next_day_does_not_touch_the_first(deployment):
@@ -113,3 +117,26 @@ def test_a_dry_run_estimates_the_day_without_sending_or_writing_anything(deploym
     assert estimate.state == "success"
     run_day(DAY1)
     assert len(snapshot(db, DAY1)["results"]) > 0
+
+
+def test_check_setup_proves_the_endpoint_once_and_every_chunk_opens_its_window_at_once(
+    deployment, simulator_factory, sim_api_key, monkeypatch
+):
+    from reviewlens.simulator import SimulatorConfig
+
+    db, _ = deployment
+    sim = simulator_factory(SimulatorConfig(api_key=sim_api_key, latency_median_ms=150))
+    monkeypatch.setenv("AIRFLOW_CONN_REVIEWLENS_LLM", llm_connection(sim.base_url, sim_api_key))
+    run_day(DAY1, reviews_per_request=1)  # 57 reviews in 3 chunks of 20, one request per review
+    log = sorted(sim.requests(), key=lambda e: e["t_start"])
+    assert log[0]["review_ids"] == [PROOF_ALIAS] and log[0]["status"] == 200
+    assert all(e["review_ids"] != [PROOF_ALIAS] for e in log[1:])  # one proof per run, not per chunk
+
+    def alone(entry: dict) -> bool:
+        return not any(
+            o is not entry and o["t_start"] < entry["t_end"] and entry["t_start"] < o["t_end"] for o in log
+        )
+
+    # Without the seed each chunk would start with one request alone (one latency); seeded, none does.
+    assert [e["review_ids"] for e in log if alone(e)] == [[PROOF_ALIAS]]
+    assert len(snapshot(db, DAY1)["results"]) >= 45
