@@ -32,3 +32,16 @@ def test_benchmark_smoke_run_prints_one_result_line(pg_dsn: str) -> None:
     # Every case produced a row of the table, naive and shared budget included.
     for case in ("naive", "request_limited", "shared_budget_4_workers", "large_account", "token_limited"):
         assert any(line.startswith(f"| {case} |") for line in lines), case
+
+
+def test_startup_benchmark_smoke_run_prints_both_cases_seeded_and_not() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "startup.py"), "--reviews", "60", "--chunks", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| large", "| chunk"))]
+    assert [row.split("|")[2].strip() for row in rows] == ["no", "yes", "no", "yes"], rows
