@@ -60,6 +60,19 @@ from reviewlens.sample_data import generate_reviews  # noqa: E402
 
 API_KEY = "sk-bench-0000"
 DEFAULT_DSN = os.environ.get("REVIEWLENS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def find_dsn() -> str:
+    """REVIEWLENS_BENCH_PG, else the demo's search: 127.0.0.1:5432, a throwaway cluster, pgserver."""
+    if "REVIEWLENS_BENCH_PG" in os.environ:
+        return DEFAULT_DSN
+    from scripts.embedded_postgres import find_or_start
+
+    server = find_or_start(ROOT / ".demo")
+    print(f"# shared budget on {server.how}", flush=True)
+    return server.database_url("postgres")
+
+
 BUDGET_TABLE = "reviewlens_bench_rate_budget"
 LATENCY_MEDIAN_MS = 800.0
 LATENCY_P95_MS = 2500.0
@@ -443,13 +456,16 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="smaller review counts (< 3 min)")
     mode.add_argument("--smoke", action="store_true", help="a few dozen reviews, fast latency (tests)")
-    parser.add_argument("--dsn", default=DEFAULT_DSN, help="Postgres for the shared budget")
+    parser.add_argument(
+        "--dsn", default=None, help="Postgres for the shared budget (default: as the demo finds one)"
+    )
     parser.add_argument("--only", default="", help="comma-separated case names (RESULT needs the defaults)")
     parser.add_argument("--json", default="", help="write the rows to this file")
     args = parser.parse_args(argv)
     mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
 
     started = time.monotonic()
+    args.dsn = args.dsn or find_dsn()
     tpr = probe_tokens_per_request()
     cases = plan(mode_name, tpr)
     if args.only:
