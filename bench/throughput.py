@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/throughput.py            # full run (~10-15 min on 2 cores)
     .venv/bin/python bench/throughput.py --quick    # < 3 min
     .venv/bin/python bench/throughput.py --smoke    # a few dozen reviews, seconds (the test uses it)
+    .venv/bin/python bench/throughput.py --cpu-sweep  # client CPU per request at 25-500 requests/s
 
 The local endpoint runs in its own process (``start_process``) with a lognormal latency (median
 800 ms, p95 2.5 s) and the case's RPM/TPM limits. Every client case also runs in a process of its
@@ -338,6 +339,20 @@ def summarize(
 
 def plan(mode: str, tokens_per_request: float) -> list[Case]:
     """The cases of a run; review counts are chosen for >= 30-60 s at the ceiling (full mode)."""
+    if mode == "sweep":
+        # The same chunk paced at different rates, ~25 s each: how client CPU per request depends on
+        # how busy the process is (the 4-worker case runs each process at ~25 requests/s).
+        return [
+            Case(
+                f"cpu_at_{rpm}_rpm",
+                "ours",
+                rpm * 25 // 60,
+                rpm=rpm,
+                max_concurrency=max(256, rpm // 30),
+                counted=False,
+            )
+            for rpm in (1500, 3000, 6000, 30000)
+        ]
     n = {
         "full": {
             "naive": 800,
@@ -456,13 +471,18 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="smaller review counts (< 3 min)")
     mode.add_argument("--smoke", action="store_true", help="a few dozen reviews, fast latency (tests)")
+    mode.add_argument(
+        "--cpu-sweep",
+        action="store_true",
+        help="one chunk at 1,500-30,000 RPM: client CPU vs rate (~2.5 min)",
+    )
     parser.add_argument(
         "--dsn", default=None, help="Postgres for the shared budget (default: as the demo finds one)"
     )
     parser.add_argument("--only", default="", help="comma-separated case names (RESULT needs the defaults)")
     parser.add_argument("--json", default="", help="write the rows to this file")
     args = parser.parse_args(argv)
-    mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
+    mode_name = "smoke" if args.smoke else "quick" if args.quick else "sweep" if args.cpu_sweep else "full"
 
     started = time.monotonic()
     args.dsn = args.dsn or find_dsn()
