@@ -28,6 +28,10 @@ format: venv
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
+bench: venv
+	$(PY) bench/throughput.py
+	$(PY) bench/tokens.py
+
 bench-quick: venv
 	$(PY) bench/throughput.py --quick
 	$(PY) bench/tokens.py --quick
