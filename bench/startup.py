@@ -15,11 +15,11 @@ latency, median 800 ms, p95 2.5 s, no rate limit, so start-up is not hidden behi
   each after ``reset()`` of the endpoint, so every call draws the same latencies. It shows what the
   lone first request costs a small chunk.
 
-Each case runs unseeded (the first request goes alone, as in direct library use) and, when the
-code has ``preflight.prove_endpoint``, seeded from one proof made beforehand (as ``check_setup``
-does for the DAG's chunks). Times come from the endpoint's request log (``t_start``/``t_end``, the
-same host clock as ``time.time()`` here); CPU is ``time.process_time()`` of this process around the
-call (the endpoint's CPU is in its own process). The tokenizer is loaded before anything is timed.
+Each case runs unseeded (the first request goes alone, as in direct library use) and seeded from
+one proof made beforehand (as ``check_setup`` does for the DAG's chunks). Times come from the
+endpoint's request log (``t_start``/``t_end``, the same host clock as ``time.time()`` here); CPU is
+``time.process_time()`` of this process around the call (the endpoint's CPU is in its own process).
+The tokenizer is loaded before anything is timed.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ from reviewlens.tokens import count_tokens  # noqa: E402
 API_KEY = "sk-bench-startup"
 TAXONOMY = load_taxonomy(None)
 PRICES = load_prices(None)
-CAN_SEED = hasattr(preflight, "prove_endpoint")
 
 
 @dataclass(frozen=True)
@@ -145,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         base = LLMSettings(base_url=sim.base_url, api_key=Secret(API_KEY))
         large = base.with_(reviews_per_request=1, max_concurrency=1024)
         chunk = base.with_(reviews_per_request=10, max_concurrency=256)
-        seed = prove(chunk) if CAN_SEED else None
+        seed = prove(chunk)
         big = list(generate_reviews([date(2026, 11, 1)], args.reviews, seed=11))
         small = big[:200]
-        for seeded in (False, True) if CAN_SEED else (False,):
+        for seeded in (False, True):
             rows.append(measure(sim, "large", big, large, seed if seeded else None))
             for _ in range(args.chunks):
                 rows.append(measure(sim, "chunk", small, chunk, seed if seeded else None))

@@ -60,13 +60,12 @@ from reviewlens.models import Review  # noqa: E402
 from reviewlens.sample_data import generate_reviews  # noqa: E402
 
 API_KEY = "sk-bench-0000"
-DEFAULT_DSN = os.environ.get("REVIEWLENS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def find_dsn() -> str:
     """REVIEWLENS_BENCH_PG, else the demo's search: 127.0.0.1:5432, a throwaway cluster, pgserver."""
-    if "REVIEWLENS_BENCH_PG" in os.environ:
-        return DEFAULT_DSN
+    if os.environ.get("REVIEWLENS_BENCH_PG"):
+        return os.environ["REVIEWLENS_BENCH_PG"]
     from scripts.embedded_postgres import find_or_start
 
     server = find_or_start(ROOT / ".demo")

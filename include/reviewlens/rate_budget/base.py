@@ -51,11 +51,12 @@ class RateBudget(ABC):
     """Requests/minute and tokens/minute of one provider account, shared by everyone who holds it."""
 
     #: Seconds of the timeline taken from the store per lease (0 = exactly what the caller needs).
-    lease_s: float = 0.0
+    lease_s: float
     #: True when the store's clock is this process's ``time.monotonic()`` (no offset to estimate).
     local_clock: bool = False
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, *, lease_s: float = 0.0) -> None:
+        self.lease_s = lease_s
         self._limits = limits
         self._configured = limits
         self._lock = asyncio.Lock()
@@ -65,8 +66,9 @@ class RateBudget(ABC):
         # The leased stretches, on this process's monotonic clock: the next free slot and the end.
         self._r_next = self._r_end = 0.0
         self._t_start = self._t_next = self._t_end = 0.0
-        # The same ends on the store's clock: to tell a contiguous lease and to give a tail back.
-        self._r_end_store = self._t_end_store = math.nan
+        # The same ends on the store's clock: to tell a contiguous lease and to give a tail back
+        # (0 = nothing leased yet; store instants are always far from 0).
+        self._r_end_store = self._t_end_store = 0.0
         self._offset = 0.0  # store clock - monotonic
         self._best_rtt = math.inf
         self._background: set[asyncio.Task[None]] = set()
@@ -160,18 +162,14 @@ class RateBudget(ABC):
         """Give back unused slots, finish background work and release the store's connection."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        unused_r = max(0.0, self._r_end - self._r_next)
-        unused_t = max(0.0, self._t_end - max(self._t_next, time.monotonic()))
-        if (unused_r > 0 and not math.isnan(self._r_end_store)) or (
-            unused_t > 0 and not math.isnan(self._t_end_store)
-        ):
+        now = time.monotonic()  # slots before now are gone anyway
+        unused_r = max(0.0, self._r_end - max(self._r_next, now))
+        unused_t = max(0.0, self._t_end - max(self._t_next, now))
+        if unused_r > 0 or unused_t > 0:
             self._r_next, self._t_next = self._r_end, self._t_end
-            r_end = 0.0 if math.isnan(self._r_end_store) else self._r_end_store
-            t_end = 0.0 if math.isnan(self._t_end_store) else self._t_end_store
+            r_end, t_end = self._r_end_store, self._t_end_store
             try:
-                await self._give_back(
-                    r_end - unused_r if r_end else 0.0, r_end, t_end - unused_t if t_end else 0.0, t_end
-                )
+                await self._give_back(r_end - unused_r, r_end, t_end - unused_t, t_end)
             except Exception as exc:  # only an optimisation: the slots are merely wasted
                 log.debug("could not give unused slots back (%s)", type(exc).__name__)
 

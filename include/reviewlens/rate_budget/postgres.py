@@ -88,8 +88,7 @@ class PostgresBudget(RateBudget):
         burst_s: float = DEFAULT_BURST_S,
         lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
-        super().__init__(Limits(requests_per_minute, tokens_per_minute, safety, burst_s))
-        self.lease_s = lease_s
+        super().__init__(Limits(requests_per_minute, tokens_per_minute, safety, burst_s), lease_s=lease_s)
         self._dsn = dsn
         self._key = account_key
         self._table = sql.Identifier(schema, table) if schema else sql.Identifier(table)

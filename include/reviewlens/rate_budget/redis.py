@@ -81,8 +81,7 @@ class RedisBudget(RateBudget):
     ) -> None:
         import redis.asyncio as aioredis  # optional dependency: imported only when chosen
 
-        super().__init__(Limits(requests_per_minute, tokens_per_minute, safety, burst_s))
-        self.lease_s = lease_s
+        super().__init__(Limits(requests_per_minute, tokens_per_minute, safety, burst_s), lease_s=lease_s)
         self._redis = aioredis.Redis.from_url(url)
         self._key = prefix + account_key
         self._lease_script = self._redis.register_script(_LEASE_LUA)
